@@ -1,0 +1,542 @@
+//! The integration catalog: one `*.toml` per tenant in the catalog directory.
+//!
+//! ```toml
+//! tenant = "acme"
+//!
+//! [[feed]]
+//! name = "ingram-prices"
+//! url = "https://feeds.example.com/acme/price.csv"
+//! schedule = "every 6h"
+//! stale_after = "26h"
+//! auth = { kind = "basic", username = "acme", password_env = "ACME_INGRAM_PASSWORD" }
+//! [feed.format]
+//! delimiter = ";"
+//! [feed.columns]
+//! sku = "Artikel"
+//! price = "Prijs"
+//! ```
+//!
+//! The whole catalog is validated at load: unknown keys, duplicate names, bad schedules and
+//! impossible column mappings are errors that name the file and the key.
+
+use crate::duration;
+use anyhow::{Context, bail};
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Every tenant file, loaded and checked.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    /// Tenants in file-name order.
+    pub tenants: Vec<Tenant>,
+}
+
+/// One tenant file.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    /// The tenant's id (`tenant = "…"`).
+    pub name: String,
+    /// The file it came from.
+    pub file: PathBuf,
+    /// Distributor feeds.
+    pub feeds: Vec<FeedSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantFile {
+    tenant: String,
+    #[serde(default)]
+    feed: Vec<FeedSpec>,
+}
+
+/// A distributor price/stock feed (`[[feed]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedSpec {
+    /// Unique within the tenant; used as `TENANT/NAME` on the command line.
+    pub name: String,
+    /// `https://…`, `http://…` or `file:///…` (a directory a distributor pushes files into).
+    pub url: String,
+    /// `every 6h` or a 5/6-field cron expression (UTC).
+    pub schedule: Schedule,
+    /// A `stale_data` issue is raised when the last success is older than this.
+    #[serde(default, with = "duration::option")]
+    pub stale_after: Option<Duration>,
+    /// Credentials, read from the environment at run time (never stored in the catalog).
+    #[serde(default)]
+    pub auth: Option<Auth>,
+    /// How the file is laid out.
+    #[serde(default)]
+    pub format: FeedFormat,
+    /// Which columns hold what.
+    pub columns: Columns,
+}
+
+/// Feed credentials; the secret itself comes from the named environment variable.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Auth {
+    /// HTTP Basic (and FTP login).
+    Basic {
+        /// The login name.
+        username: String,
+        /// Environment variable holding the password.
+        password_env: String,
+    },
+    /// `Authorization: Bearer …`.
+    Bearer {
+        /// Environment variable holding the token.
+        token_env: String,
+    },
+}
+
+impl Auth {
+    /// The environment variable the secret is read from.
+    pub fn secret_env(&self) -> &str {
+        match self {
+            Auth::Basic { password_env, .. } => password_env,
+            Auth::Bearer { token_env } => token_env,
+        }
+    }
+}
+
+/// `[feed.format]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedFormat {
+    /// Field separator, one byte: `,` `;` `|` `~` `\t`.
+    #[serde(deserialize_with = "single_byte")]
+    pub delimiter: u8,
+    /// Whether the first row names the columns.
+    pub header: bool,
+    /// Decimal separator in numbers: `.` or `,`.
+    #[serde(deserialize_with = "single_byte")]
+    pub decimal: u8,
+    /// Quote character (default `"`).
+    #[serde(deserialize_with = "single_byte")]
+    pub quote: u8,
+}
+
+impl Default for FeedFormat {
+    fn default() -> Self {
+        Self {
+            delimiter: b',',
+            header: true,
+            decimal: b'.',
+            quote: b'"',
+        }
+    }
+}
+
+/// `[feed.columns]`: a header name (`sku = "Artikel"`) or a 1-based position (`sku = 1`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Columns {
+    /// The distributor's part number.
+    pub sku: ColumnRef,
+    /// The price.
+    pub price: ColumnRef,
+    /// Units in stock (optional).
+    #[serde(default)]
+    pub stock: Option<ColumnRef>,
+}
+
+/// A column by header name or 1-based position.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum ColumnRef {
+    /// 1-based position.
+    Position(usize),
+    /// Header text (matched after trimming, case-insensitively).
+    Name(String),
+}
+
+impl std::fmt::Display for ColumnRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ColumnRef::Position(p) => write!(f, "column {p}"),
+            ColumnRef::Name(n) => write!(f, "column \"{n}\""),
+        }
+    }
+}
+
+fn single_byte<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    let s = String::deserialize(d)?;
+    let s = if s == "\\t" { "\t".to_string() } else { s };
+    match s.as_bytes() {
+        [b] if b.is_ascii() => Ok(*b),
+        _ => Err(serde::de::Error::custom(format!(
+            "`{s}` must be a single ASCII character"
+        ))),
+    }
+}
+
+/// When an integration runs. Ticks are the same on every node, so an idempotency key built
+/// from the tick time lets several daemons share one queue without running a tick twice.
+#[derive(Debug, Clone)]
+pub enum Schedule {
+    /// `every 6h`: ticks every interval, phase-shifted per integration (see [`Schedule::prev_tick`]).
+    Every(Duration),
+    /// A 5-field (minute first) or 6-field (second first) cron expression, in UTC.
+    Cron(Box<cron::Schedule>, String),
+}
+
+impl FromStr for Schedule {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if let Some(rest) = s.strip_prefix("every ") {
+            let d = duration::parse(rest)?;
+            if d < Duration::from_secs(1) {
+                return Err(format!("`{s}`: the interval must be at least 1s"));
+            }
+            return Ok(Schedule::Every(d));
+        }
+        let fields = s.split_whitespace().count();
+        let expr = match fields {
+            5 => format!("0 {s}"),
+            6 => s.to_string(),
+            _ => {
+                return Err(format!(
+                    "`{s}` is neither `every <duration>` nor a 5- or 6-field cron expression"
+                ));
+            }
+        };
+        cron::Schedule::from_str(&expr)
+            .map(|c| Schedule::Cron(Box::new(c), s.to_string()))
+            .map_err(|e| format!("`{s}` is not a valid cron expression: {e}"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Schedule {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Schedule::Every(d) => write!(f, "every {}", duration::format(*d)),
+            Schedule::Cron(_, s) => f.write_str(s),
+        }
+    }
+}
+
+impl Schedule {
+    /// The latest tick at or before `now`. `key` (tenant/integration) shifts `every` ticks by
+    /// a stable per-integration offset, so integrations sharing an interval are spread over it.
+    pub fn prev_tick(&self, key: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            Schedule::Every(d) => {
+                let period = d.as_millis().max(1) as i64;
+                let offset = (fnv1a(key) % period as u64) as i64;
+                let t = now.timestamp_millis() - offset;
+                let tick = t.div_euclid(period) * period + offset;
+                Utc.timestamp_millis_opt(tick).single()
+            }
+            Schedule::Cron(c, _) => {
+                // The cron crate iterates forwards only: step back a window wide enough to
+                // contain at least one tick and take the last one not after `now`.
+                let mut from = now - chrono::Duration::days(1);
+                for _ in 0..400 {
+                    if let Some(t) = c.after(&from).take_while(|t| *t <= now).last() {
+                        return Some(t);
+                    }
+                    from -= chrono::Duration::days(1);
+                }
+                None
+            }
+        }
+    }
+
+    /// The first tick strictly after `after`.
+    pub fn next_tick(&self, key: &str, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            Schedule::Every(d) => {
+                let prev = self.prev_tick(key, after)?;
+                Some(prev + chrono::Duration::from_std(*d).ok()?)
+            }
+            Schedule::Cron(c, _) => c.after(&after).next(),
+        }
+    }
+}
+
+/// FNV-1a: a hash that is the same on every node and every build (std's hasher is not
+/// guaranteed to be).
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// What kind of integration an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntegrationKind {
+    /// `[[feed]]`
+    Feed,
+}
+
+impl IntegrationKind {
+    /// The name used in status output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntegrationKind::Feed => "feed",
+        }
+    }
+}
+
+/// A borrowed view of one integration, whatever its kind.
+#[derive(Debug, Clone, Copy)]
+pub struct IntegrationRef<'a> {
+    /// Tenant id.
+    pub tenant: &'a str,
+    /// Integration name.
+    pub name: &'a str,
+    /// Its kind.
+    pub kind: IntegrationKind,
+    /// When it runs.
+    pub schedule: &'a Schedule,
+    /// Staleness threshold, if any.
+    pub stale_after: Option<Duration>,
+}
+
+impl Catalog {
+    /// Loads every `*.toml` in `dir`, in file-name order.
+    pub fn load(dir: &Path) -> anyhow::Result<Catalog> {
+        let entries = std::fs::read_dir(dir)
+            .with_context(|| format!("{}: cannot read the catalog directory", dir.display()))?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        let mut tenants: Vec<Tenant> = Vec::new();
+        for file in files {
+            let tenant = load_file(&file)?;
+            if let Some(other) = tenants.iter().find(|t| t.name == tenant.name) {
+                bail!(
+                    "{}: key `tenant`: tenant `{}` is already declared in {}",
+                    file.display(),
+                    tenant.name,
+                    other.file.display()
+                );
+            }
+            tenants.push(tenant);
+        }
+        Ok(Catalog { tenants })
+    }
+
+    /// Every integration of every tenant.
+    pub fn integrations(&self) -> impl Iterator<Item = IntegrationRef<'_>> {
+        self.tenants.iter().flat_map(|t| {
+            t.feeds.iter().map(move |f| IntegrationRef {
+                tenant: &t.name,
+                name: &f.name,
+                kind: IntegrationKind::Feed,
+                schedule: &f.schedule,
+                stale_after: f.stale_after,
+            })
+        })
+    }
+
+    /// The feed `tenant/name`, if the catalog has it.
+    pub fn feed(&self, tenant: &str, name: &str) -> Option<&FeedSpec> {
+        self.tenants
+            .iter()
+            .find(|t| t.name == tenant)?
+            .feeds
+            .iter()
+            .find(|f| f.name == name)
+    }
+
+    /// Looks up `tenant/name` and says which part is unknown.
+    pub fn integration(&self, tenant: &str, name: &str) -> Result<IntegrationRef<'_>, String> {
+        if !self.tenants.iter().any(|t| t.name == tenant) {
+            return Err(format!("unknown tenant `{tenant}`"));
+        }
+        self.integrations()
+            .find(|i| i.tenant == tenant && i.name == name)
+            .ok_or_else(|| format!("tenant `{tenant}` has no integration named `{name}`"))
+    }
+
+    /// Environment variables the catalog reads secrets from that are not set now.
+    pub fn missing_secrets(&self) -> Vec<String> {
+        let mut missing = BTreeSet::new();
+        for t in &self.tenants {
+            for f in &t.feeds {
+                if let Some(auth) = &f.auth
+                    && std::env::var_os(auth.secret_env()).is_none()
+                {
+                    missing.insert(format!(
+                        "{}/{}: {} is not set",
+                        t.name,
+                        f.name,
+                        auth.secret_env()
+                    ));
+                }
+            }
+        }
+        missing.into_iter().collect()
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
+fn load_file(file: &Path) -> anyhow::Result<Tenant> {
+    let shown = file.display();
+    let text = std::fs::read_to_string(file).with_context(|| format!("{shown}: cannot read"))?;
+    let parsed: TenantFile =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{shown}: {}", e.to_string().trim()))?;
+    if !valid_name(&parsed.tenant) {
+        bail!(
+            "{shown}: key `tenant`: `{}` must be 1-64 letters, digits, '-', '_' or '.'",
+            parsed.tenant
+        );
+    }
+    let mut parsed = parsed;
+    let dir = file.parent().unwrap_or(Path::new("."));
+    for feed in &mut parsed.feed {
+        feed.url = resolve_relative_file_url(&feed.url, dir);
+    }
+    let mut seen = BTreeSet::new();
+    for (i, feed) in parsed.feed.iter().enumerate() {
+        let at = format!("{shown}: [[feed]] #{} (`{}`)", i + 1, feed.name);
+        if !valid_name(&feed.name) {
+            bail!("{at}: key `name` must be 1-64 letters, digits, '-', '_' or '.'");
+        }
+        if !seen.insert(feed.name.clone()) {
+            bail!(
+                "{at}: key `name`: `{}` is used twice in this tenant",
+                feed.name
+            );
+        }
+        check_url(&feed.url).map_err(|e| anyhow::anyhow!("{at}: key `url`: {e}"))?;
+        check_columns(feed).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+        if feed.format.decimal != b'.' && feed.format.decimal != b',' {
+            bail!("{at}: key `format.decimal` must be \".\" or \",\"");
+        }
+        if feed.format.decimal == feed.format.delimiter {
+            bail!("{at}: key `format.decimal` must differ from `format.delimiter`");
+        }
+    }
+    Ok(Tenant {
+        name: parsed.tenant,
+        file: file.to_path_buf(),
+        feeds: parsed.feed,
+    })
+}
+
+/// `file:relative/path` (no `//`) is read relative to the catalog file's directory, so a
+/// catalog and its drop directory can move together; it becomes an absolute `file://` URL.
+fn resolve_relative_file_url(raw: &str, dir: &Path) -> String {
+    match raw.strip_prefix("file:") {
+        Some(rest) if !rest.starts_with('/') => {
+            let abs = std::path::absolute(dir.join(rest)).unwrap_or_else(|_| dir.join(rest));
+            url::Url::from_file_path(&abs)
+                .map(|u| u.to_string())
+                .unwrap_or_else(|_| raw.to_string())
+        }
+        _ => raw.to_string(),
+    }
+}
+
+fn check_url(raw: &str) -> Result<(), String> {
+    let url = url::Url::parse(raw).map_err(|e| format!("`{raw}` is not a URL ({e})"))?;
+    match url.scheme() {
+        "http" | "https" => {
+            if url.host_str().is_none() {
+                return Err(format!("`{raw}` has no host"));
+            }
+            if !url.username().is_empty() || url.password().is_some() {
+                return Err(
+                    "credentials belong in `auth` with an environment variable, not in the URL"
+                        .into(),
+                );
+            }
+            Ok(())
+        }
+        "file" => Ok(()),
+        other => Err(format!(
+            "scheme `{other}` is not supported (use http, https or file)"
+        )),
+    }
+}
+
+fn check_columns(feed: &FeedSpec) -> Result<(), String> {
+    let c = &feed.columns;
+    let all = [
+        ("sku", Some(&c.sku)),
+        ("price", Some(&c.price)),
+        ("stock", c.stock.as_ref()),
+    ];
+    for (key, col) in all {
+        match col {
+            Some(ColumnRef::Position(0)) => {
+                return Err(format!("key `columns.{key}`: positions start at 1"));
+            }
+            Some(ColumnRef::Name(n)) if !feed.format.header => {
+                return Err(format!(
+                    "key `columns.{key}`: `{n}` is a header name but `format.header = false`; give a 1-based position"
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_ticks_are_stable_and_spread_per_integration() {
+        let s: Schedule = "every 6h".parse().unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap();
+        let a = s.prev_tick("acme/a", now).unwrap();
+        assert!(a <= now && now - a < chrono::Duration::hours(6));
+        assert_eq!(
+            s.prev_tick("acme/a", now),
+            Some(a),
+            "same tick on every call"
+        );
+        assert_eq!(
+            s.next_tick("acme/a", a).unwrap() - a,
+            chrono::Duration::hours(6)
+        );
+        assert_ne!(
+            s.prev_tick("acme/b", now),
+            Some(a),
+            "another integration, another phase"
+        );
+    }
+
+    #[test]
+    fn cron_accepts_five_and_six_fields() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 29, 12, 7, 0).unwrap();
+        let s: Schedule = "*/15 * * * *".parse().unwrap();
+        assert_eq!(
+            s.prev_tick("k", now).unwrap(),
+            Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap()
+        );
+        let s: Schedule = "30 0 3 * * *".parse().unwrap();
+        assert_eq!(
+            s.next_tick("k", now).unwrap(),
+            Utc.with_ymd_and_hms(2026, 11, 30, 3, 0, 30).unwrap()
+        );
+        assert!("every soon".parse::<Schedule>().is_err());
+        assert!("* * *".parse::<Schedule>().is_err());
+    }
+}

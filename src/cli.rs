@@ -1,0 +1,388 @@
+//! Command-line interface. Every command except `run` is safe to use while the daemon runs:
+//! they share the state database (SQLite WAL lets readers and one writer work together) and
+//! the queue.
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::jobs::{self, Job, JobContext, Trigger};
+use crate::queue::Queue;
+use crate::store::Store;
+use crate::store::issues::IssueFilter;
+use crate::store::sync_state::SyncState;
+use crate::{scheduler, telemetry};
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+/// syncd keeps the quoting platform in sync with distributor feeds, CRMs and webhooks.
+#[derive(Debug, Parser)]
+#[command(name = "syncd", version, about)]
+pub struct Cli {
+    /// Configuration file; `SYNCD__SECTION__KEY` environment variables override it.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon: scheduler and workers, until SIGTERM or SIGINT.
+    Run,
+    /// Validate the configuration and the catalog, print a summary, exit non-zero on errors.
+    CheckConfig,
+    /// Queue a re-fetch of TENANT/INTEGRATION now (runs even when paused).
+    Refetch {
+        /// `tenant/integration`
+        target: String,
+        /// Download even if the source looks unchanged.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show the sync state of every integration.
+    Status {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show open issues (all with --all).
+    Issues {
+        /// Include resolved issues.
+        #[arg(long)]
+        all: bool,
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Parses arguments, runs the command, prints errors; the binary's whole `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(cli: &Cli) -> anyhow::Result<(Config, Catalog)> {
+    let (path, explicit) = match &cli.config {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from("config.toml"), false),
+    };
+    let config = Config::load(&path, explicit)?;
+    let catalog = Catalog::load(&config.catalog_dir())?;
+    Ok((config, catalog))
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let (config, catalog) = load(&cli)?;
+    let daemon = matches!(cli.command, Command::Run);
+    telemetry::init(&config.log, daemon);
+    match cli.command {
+        Command::Run => run(config, catalog).await,
+        Command::CheckConfig => check_config(&config, &catalog),
+        Command::Refetch { target, force } => refetch(&config, &catalog, &target, force).await,
+        Command::Status { tenant, json } => {
+            status(&config, &catalog, tenant.as_deref(), json).await
+        }
+        Command::Issues { all, tenant, json } => issues(&config, all, tenant, json).await,
+    }
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    Store::open_sqlite(&config.sqlite_path()).await
+}
+
+async fn run(config: Config, catalog: Catalog) -> anyhow::Result<ExitCode> {
+    let config = Arc::new(config);
+    let store = open_store(&config).await?;
+    let queue = Queue::connect(config.clone(), &store).await?;
+    let ctx = Arc::new(JobContext {
+        store: store.clone(),
+        config: config.clone(),
+        catalog: Arc::new(catalog),
+        http: jobs::http_client(&config)?,
+        queue: queue.clone(),
+    });
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        state = %config.sqlite_path().display(),
+        queue = ?config.queue.backend,
+        integrations = ctx.catalog.integrations().count(),
+        "syncd started"
+    );
+    let scheduler = tokio::spawn(scheduler::run(ctx.clone(), shutdown.clone()));
+    let workers = queue.run_workers(ctx.clone(), shutdown.clone()).await;
+    shutdown.cancel();
+    let scheduled = scheduler.await;
+    store.close().await;
+    workers?;
+    scheduled.context("the scheduler panicked")??;
+    info!("syncd stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM (systemd stop) and SIGINT (Ctrl-C) both start a graceful shutdown.
+async fn watch_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+    }
+    shutdown.cancel();
+}
+
+fn check_config(config: &Config, catalog: &Catalog) -> anyhow::Result<ExitCode> {
+    let source = config
+        .source
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "(no file: built-in defaults)".into());
+    println!("config:          {source}");
+    println!(
+        "state database:  {} ({})",
+        crate::redact_url(&config.state.url),
+        config.sqlite_path().display()
+    );
+    match config.queue.backend {
+        crate::config::QueueBackend::Sqlite => {
+            println!("queue backend:   sqlite (in the state database)")
+        }
+        crate::config::QueueBackend::Redis => {
+            println!(
+                "queue backend:   redis ({})",
+                crate::redact_url(&config.queue.redis_url)
+            )
+        }
+    }
+    let count = catalog.integrations().count();
+    println!(
+        "catalog:         {} ({} tenant{}, {} integration{})",
+        config.catalog_dir().display(),
+        catalog.tenants.len(),
+        plural(catalog.tenants.len()),
+        count,
+        plural(count)
+    );
+    for i in catalog.integrations() {
+        let stale = i
+            .stale_after
+            .map(|d| format!(", stale after {}", crate::duration::format(d)))
+            .unwrap_or_default();
+        println!(
+            "  {}/{}: {}, {}{stale}",
+            i.tenant,
+            i.name,
+            i.kind.as_str(),
+            i.schedule
+        );
+    }
+    for warning in catalog.missing_secrets() {
+        println!("warning: {warning} (the integration will fail until it is)");
+    }
+    println!("ok");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn split_target(target: &str) -> anyhow::Result<(&str, &str)> {
+    match target.split_once('/') {
+        Some((t, i)) if !t.is_empty() && !i.is_empty() && !i.contains('/') => Ok((t, i)),
+        _ => bail!("`{target}`: expected TENANT/INTEGRATION, e.g. acme/ingram-prices"),
+    }
+}
+
+async fn refetch(
+    config: &Config,
+    catalog: &Catalog,
+    target: &str,
+    force: bool,
+) -> anyhow::Result<ExitCode> {
+    let (tenant, name) = split_target(target)?;
+    let integration = catalog
+        .integration(tenant, name)
+        .map_err(|e| anyhow::anyhow!("{target}: {e} in {}", config.catalog_dir().display()))?;
+    let store = open_store(config).await?;
+    store
+        .ensure_state(tenant, name, integration.kind.as_str())
+        .await?;
+    // A request older than an hour that never started was lost (e.g. a wiped Redis).
+    if let Err(pending) = store
+        .request_refetch(tenant, name, chrono::Duration::hours(1))
+        .await?
+    {
+        println!(
+            "a re-fetch of {target} is already queued (requested {}); not queuing another",
+            pending.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config = Arc::new(config.clone());
+    let queued = async {
+        let queue = Queue::connect(config.clone(), &store).await?;
+        let mut job = Job::new(
+            scheduler::job_kind(integration.kind),
+            tenant,
+            name,
+            Trigger::Refetch,
+        );
+        job.force = force;
+        queue.push(&job, None, None).await?;
+        anyhow::Ok(job)
+    }
+    .await;
+    match queued {
+        Ok(job) => {
+            println!(
+                "queued a {}re-fetch of {target} (job {})",
+                if force { "forced " } else { "" },
+                job.id
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            store.clear_refetch(tenant, name).await?;
+            Err(e)
+        }
+    }
+}
+
+fn time(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| "never".into())
+}
+
+async fn status(
+    config: &Config,
+    catalog: &Catalog,
+    tenant: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = open_store(config).await?;
+    let mut states = store.list_states(tenant).await?;
+    // Integrations that have not run yet still belong in the list.
+    for i in catalog
+        .integrations()
+        .filter(|i| tenant.is_none_or(|t| t == i.tenant))
+    {
+        if !states
+            .iter()
+            .any(|s| s.tenant == i.tenant && s.integration == i.name)
+        {
+            states.push(SyncState::never_run(i.tenant, i.name, i.kind.as_str()));
+        }
+    }
+    states.sort_by(|a, b| (&a.tenant, &a.integration).cmp(&(&b.tenant, &b.integration)));
+    if json {
+        println!("{}", serde_json::to_string_pretty(&states)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if states.is_empty() {
+        println!("no integrations");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<32} {:<6} {:<21} {:<13} {:>9}  STATE",
+        "INTEGRATION", "KIND", "LAST SUCCESS", "LAST OUTCOME", "ITEMS"
+    );
+    for s in &states {
+        let mut state = if s.paused {
+            "paused".to_string()
+        } else {
+            "active".to_string()
+        };
+        if let Some(at) = s.next_retry_at {
+            state.push_str(&format!(", retry at {}", time(Some(at))));
+        }
+        if s.refetch_requested_at.is_some() {
+            state.push_str(", re-fetch queued");
+        }
+        println!(
+            "{:<32} {:<6} {:<21} {:<13} {:>9}  {state}",
+            format!("{}/{}", s.tenant, s.integration),
+            s.kind,
+            time(s.last_success_at),
+            s.last_outcome.as_deref().unwrap_or("-"),
+            s.items.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+        );
+        if let Some(err) = &s.last_error {
+            println!("    last error: {err}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn issues(
+    config: &Config,
+    all: bool,
+    tenant: Option<String>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = open_store(config).await?;
+    let list = store.list_issues(&IssueFilter { all, tenant }).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if list.is_empty() {
+        println!("{}", if all { "no issues" } else { "no open issues" });
+        return Ok(ExitCode::SUCCESS);
+    }
+    for i in &list {
+        let state = match i.resolved_at {
+            Some(at) => format!("resolved {}", time(Some(at))),
+            None => "OPEN".into(),
+        };
+        println!(
+            "#{} [{}] {}/{} {} — seen {}×, first {}, last {}",
+            i.id,
+            state,
+            i.tenant,
+            i.integration,
+            i.kind,
+            i.occurrences,
+            time(Some(i.first_seen)),
+            time(Some(i.last_seen))
+        );
+        println!("    {}", i.message);
+        println!("    what to do: {}", i.hint);
+    }
+    Ok(ExitCode::SUCCESS)
+}

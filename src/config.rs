@@ -1,0 +1,446 @@
+//! Daemon settings: `config.toml` first, then `SYNCD__SECTION__KEY` environment overrides.
+//!
+//! Every field has a default, so an empty file (or none at all) runs the embedded set-up:
+//! SQLite for state and queue, the catalog in `jobs/` next to the config file. Everything is
+//! checked once by [`Config::load`], and every message names the file and the key at fault.
+
+use crate::duration;
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where sync state, issues and prices live.
+    pub state: StateConfig,
+    /// Which queue carries the jobs and how many run at once.
+    pub queue: QueueConfig,
+    /// Durable retry schedule for transient failures.
+    pub retry: RetryConfig,
+    /// When failures become issues.
+    pub issues: IssuesConfig,
+    /// Where the integration catalog is.
+    pub catalog: CatalogConfig,
+    /// Log format and filter.
+    pub log: LogConfig,
+    /// Outbound HTTP client settings.
+    pub http: HttpConfig,
+    /// How scheduled runs are spread out.
+    pub scheduler: SchedulerConfig,
+    /// Feed download and validation limits.
+    pub feeds: FeedsConfig,
+    /// How long in-flight jobs may run after SIGTERM/SIGINT before the daemon exits anyway.
+    /// Jobs cut off by the grace period stay queued and run again after the orphan timeout.
+    #[serde(with = "duration")]
+    pub shutdown_grace: Duration,
+
+    /// The directory relative paths are resolved against (the config file's directory).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+    /// The file this configuration was read from, if any (for messages).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            state: StateConfig::default(),
+            queue: QueueConfig::default(),
+            retry: RetryConfig::default(),
+            issues: IssuesConfig::default(),
+            catalog: CatalogConfig::default(),
+            log: LogConfig::default(),
+            http: HttpConfig::default(),
+            scheduler: SchedulerConfig::default(),
+            feeds: FeedsConfig::default(),
+            shutdown_grace: Duration::from_secs(30),
+            base_dir: PathBuf::from("."),
+            source: None,
+        }
+    }
+}
+
+/// `[state]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// Database URL. `sqlite://syncd.db` (relative to the config file's directory) or
+    /// `sqlite:///var/lib/syncd/syncd.db`. With the SQLite queue the same file holds the queue.
+    pub url: String,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://syncd.db".into(),
+        }
+    }
+}
+
+/// Which queue backend carries jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueBackend {
+    /// Embedded: the queue lives in the state SQLite file. One node.
+    Sqlite,
+    /// Redis: several nodes share the queue.
+    Redis,
+}
+
+/// `[queue]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// `sqlite` (default) or `redis`.
+    pub backend: QueueBackend,
+    /// Redis URL, used when `backend = "redis"`. Give Redis AOF persistence so that a restart
+    /// loses no queued job.
+    pub redis_url: String,
+    /// Queue names are `{namespace}-{job kind}`; distinct namespaces keep several
+    /// deployments (or test runs) on one Redis apart.
+    pub namespace: String,
+    /// Jobs run at once per job kind on this node.
+    pub concurrency: usize,
+    /// How often an idle worker looks for due jobs (at most 1s: pickup and acknowledgement
+    /// both wait for it).
+    #[serde(with = "duration")]
+    pub poll_interval: Duration,
+    /// How long a node may stay silent before other workers take over its in-flight jobs.
+    /// Shorter recovers sooner after a crash; longer tolerates long pauses (GC, I/O stalls)
+    /// without running a job twice.
+    #[serde(with = "duration")]
+    pub orphan_timeout: Duration,
+    /// A job whose worker died this many times without finishing is given up with a
+    /// `retries_exhausted` issue instead of looping forever.
+    pub max_interrupted_runs: u32,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            backend: QueueBackend::Sqlite,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            namespace: "syncd".into(),
+            concurrency: 4,
+            poll_interval: Duration::from_millis(500),
+            orphan_timeout: Duration::from_secs(60),
+            max_interrupted_runs: 3,
+        }
+    }
+}
+
+/// `[retry]`: delay = min(cap, base × 2^attempt) with full jitter, never below Retry-After.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Delay scale for the first retry.
+    #[serde(with = "duration")]
+    pub base: Duration,
+    /// Longest delay between two attempts (a provider's Retry-After may exceed it).
+    #[serde(with = "duration")]
+    pub cap: Duration,
+    /// Attempts in all (the first run included) before `retries_exhausted`.
+    pub max_attempts: u32,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_secs(30),
+            cap: Duration::from_secs(3600),
+            max_attempts: 8,
+        }
+    }
+}
+
+/// `[issues]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IssuesConfig {
+    /// Consecutive transient failures before a `connection_failed` issue opens.
+    pub transient_threshold: u32,
+}
+
+impl Default for IssuesConfig {
+    fn default() -> Self {
+        Self {
+            transient_threshold: 3,
+        }
+    }
+}
+
+/// `[catalog]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogConfig {
+    /// Directory of `*.toml` tenant files, relative to the config file.
+    pub dir: PathBuf,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("jobs"),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (for journald/Loki).
+    Json,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (default) or `json`.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `syncd=debug,info`; `RUST_LOG` wins when set.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            filter: "info".into(),
+        }
+    }
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Time allowed to establish a connection (TCP + TLS).
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+    /// Longest silence allowed while reading a response.
+    #[serde(with = "duration")]
+    pub read_timeout: Duration,
+    /// User-Agent sent to distributors and providers.
+    pub user_agent: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(60),
+            user_agent: concat!("syncd/", env!("CARGO_PKG_VERSION")).into(),
+        }
+    }
+}
+
+/// `[scheduler]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerConfig {
+    /// Integrations due at the same moment are spread at random over this window so that
+    /// a hundred feeds on `every 1h` do not fire in one burst.
+    #[serde(with = "duration")]
+    pub spread: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            spread: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[feeds]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedsConfig {
+    /// Where downloads are spooled before parsing (default: the system temp directory).
+    pub work_dir: Option<PathBuf>,
+    /// Largest download accepted, in bytes.
+    pub max_download_bytes: u64,
+    /// Fraction of rows that may fail to parse before the whole file is rejected.
+    pub max_error_rate: f64,
+}
+
+impl Default for FeedsConfig {
+    fn default() -> Self {
+        Self {
+            work_dir: None,
+            max_download_bytes: 2 * 1024 * 1024 * 1024,
+            max_error_rate: 0.01,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path` (optional when `explicit` is false and the file is absent), applies
+    /// `SYNCD__…` environment overrides and validates the result.
+    pub fn load(path: &Path, explicit: bool) -> anyhow::Result<Config> {
+        let exists = path.exists();
+        if explicit && !exists {
+            bail!("{}: config file not found", path.display());
+        }
+        let shown = path.display().to_string();
+        let mut builder = config::Config::builder();
+        if exists {
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("SYNCD")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        );
+        let raw = builder
+            .build()
+            .with_context(|| format!("{shown}: cannot read configuration"))?;
+        let mut cfg: Config = raw
+            .try_deserialize()
+            .map_err(|e| anyhow::anyhow!("{shown}: {}", describe_config_error(&e)))?;
+        cfg.base_dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        cfg.source = exists.then(|| path.to_path_buf());
+        cfg.validate()
+            .map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
+        Ok(cfg)
+    }
+
+    /// Checks values that parse but make no sense; the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let q = &self.queue;
+        if q.concurrency == 0 {
+            return Err("[queue] concurrency must be at least 1".into());
+        }
+        if q.poll_interval.is_zero() || q.poll_interval > Duration::from_secs(1) {
+            return Err(format!(
+                "[queue] poll_interval must be between 1ms and 1s (got {})",
+                duration::format(q.poll_interval)
+            ));
+        }
+        if q.orphan_timeout < Duration::from_secs(2) {
+            return Err("[queue] orphan_timeout must be at least 2s".into());
+        }
+        if q.namespace.is_empty()
+            || !q
+                .namespace
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "[queue] namespace must be letters, digits, '-' or '_' (got `{}`)",
+                q.namespace
+            ));
+        }
+        if q.backend == QueueBackend::Redis && !q.redis_url.starts_with("redis") {
+            return Err("[queue] redis_url must start with redis:// or rediss://".into());
+        }
+        if q.max_interrupted_runs == 0 {
+            return Err("[queue] max_interrupted_runs must be at least 1".into());
+        }
+        let r = &self.retry;
+        if r.base.is_zero() {
+            return Err("[retry] base must be greater than 0".into());
+        }
+        if r.cap < r.base {
+            return Err("[retry] cap must not be shorter than [retry] base".into());
+        }
+        if r.max_attempts == 0 {
+            return Err("[retry] max_attempts must be at least 1".into());
+        }
+        if self.issues.transient_threshold == 0 {
+            return Err("[issues] transient_threshold must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.feeds.max_error_rate) {
+            return Err("[feeds] max_error_rate must be between 0 and 1".into());
+        }
+        if !self.state.url.starts_with("sqlite:") {
+            return Err(format!(
+                "[state] url must be a sqlite: URL (got `{}`)",
+                crate::redact_url(&self.state.url)
+            ));
+        }
+        Ok(())
+    }
+
+    /// The catalog directory, resolved against the config file's directory.
+    pub fn catalog_dir(&self) -> PathBuf {
+        self.resolve(&self.catalog.dir)
+    }
+
+    /// Resolves a path from the config against the config file's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// The SQLite file named by `[state] url`, resolved like every other relative path.
+    pub fn sqlite_path(&self) -> PathBuf {
+        let rest = self
+            .state
+            .url
+            .trim_start_matches("sqlite:")
+            .trim_start_matches("//");
+        let path = rest.split('?').next().unwrap_or(rest);
+        self.resolve(Path::new(path))
+    }
+}
+
+/// The config crate reports unknown keys without the section; keep its words, they name the
+/// key, and add the hint that keys are documented in the README.
+fn describe_config_error(e: &config::ConfigError) -> String {
+    let text = e.to_string();
+    if text.contains("unknown field") {
+        format!("{text} (see the configuration reference in README.md)")
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("config.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_embedded_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::load(&write(dir.path(), ""), true).unwrap();
+        assert_eq!(cfg.queue.backend, QueueBackend::Sqlite);
+        assert_eq!(cfg.catalog_dir(), dir.path().join("jobs"));
+        assert_eq!(cfg.sqlite_path(), dir.path().join("syncd.db"));
+    }
+
+    #[test]
+    fn a_bad_value_names_the_file_and_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "[queue]\nconcurrency = 0\n");
+        let err = Config::load(&p, true).unwrap_err().to_string();
+        assert!(err.contains("config.toml"), "{err}");
+        assert!(err.contains("[queue] concurrency"), "{err}");
+
+        let p = write(dir.path(), "[retry]\nbase = \"soon\"\n");
+        let err = Config::load(&p, true).unwrap_err().to_string();
+        assert!(err.contains("retry.base"), "{err}");
+    }
+}

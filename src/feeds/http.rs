@@ -1,0 +1,166 @@
+//! HTTP(S) downloads: conditional GET, streamed to a temporary file.
+
+use super::{FetchOptions, Fetched, secret, spool_file};
+use crate::catalog::Auth;
+use crate::outcome::{Outcome, classify_http_status, parse_retry_after};
+use crate::store::sync_state::Validators;
+use reqwest::header::{
+    CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, RETRY_AFTER,
+};
+use tokio::io::AsyncWriteExt;
+
+/// The URL as it may appear in messages: no query string (distributors put keys there) and
+/// never user info.
+pub fn shown_url(url: &url::Url) -> String {
+    format!(
+        "{}://{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or(""),
+        match url.port() {
+            Some(p) => format!(":{p}{}", url.path()),
+            None => url.path().to_string(),
+        }
+    )
+}
+
+/// The error and its causes in one line, without the URL (which may carry a query secret).
+pub fn describe(e: &reqwest::Error) -> String {
+    let mut out = String::new();
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        cur = err.source();
+    }
+    out
+}
+
+/// Maps a failed request (no HTTP status) to an outcome.
+pub fn classify_reqwest(what: &str, e: reqwest::Error) -> Outcome {
+    let e = e.without_url();
+    let detail = describe(&e);
+    if e.is_timeout() {
+        Outcome::transient(format!("{what} timed out ({detail})"))
+    } else if e.is_connect() {
+        Outcome::transient(format!("{what}: cannot connect ({detail})"))
+    } else if e.is_redirect() {
+        Outcome::Misconfigured {
+            message: format!("{what}: too many redirects ({detail})"),
+        }
+    } else if e.is_builder() {
+        Outcome::Misconfigured {
+            message: format!("{what}: {detail}"),
+        }
+    } else {
+        Outcome::transient(format!("{what} failed ({detail})"))
+    }
+}
+
+/// Downloads `url` unless the server says it has not changed.
+pub async fn fetch(
+    client: &reqwest::Client,
+    url: &url::Url,
+    auth: Option<&Auth>,
+    opts: FetchOptions<'_>,
+) -> Result<Fetched, Outcome> {
+    let what = format!("GET {}", shown_url(url));
+    let mut req = client.get(url.clone());
+    match auth {
+        Some(a @ Auth::Basic { username, .. }) => req = req.basic_auth(username, Some(secret(a)?)),
+        Some(a @ Auth::Bearer { .. }) => req = req.bearer_auth(secret(a)?),
+        None => {}
+    }
+    if !opts.force {
+        if let Some(etag) = &opts.previous.etag {
+            req = req.header(IF_NONE_MATCH, etag);
+        }
+        if let Some(lm) = &opts.previous.last_modified {
+            req = req.header(IF_MODIFIED_SINCE, lm);
+        }
+    }
+    let mut resp = req.send().await.map_err(|e| classify_reqwest(&what, e))?;
+    let status = resp.status();
+    if status == reqwest::StatusCode::NOT_MODIFIED {
+        return Ok(Fetched::Unchanged);
+    }
+    if !status.is_success() {
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+        return Err(classify_http_status(status.as_u16(), &what, retry_after));
+    }
+    let header = |name| {
+        resp.headers()
+            .get(name)
+            .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let content_type = header(CONTENT_TYPE).unwrap_or_default();
+    if content_type.starts_with("text/html") {
+        return Err(Outcome::invalid(format!(
+            "{what} answered HTTP {status} with an HTML page (Content-Type: {content_type}) \
+             instead of a feed file; a portal often does this when a login fails"
+        )));
+    }
+    let mut validators = Validators {
+        etag: header(ETAG),
+        last_modified: header(LAST_MODIFIED),
+        size: None,
+        mtime: None,
+    };
+    if let Some(len) = resp.content_length()
+        && len > opts.max_bytes
+    {
+        return Err(Outcome::invalid(format!(
+            "{what}: the file is {len} bytes, more than [feeds] max_download_bytes ({})",
+            opts.max_bytes
+        )));
+    }
+
+    let spool = spool_file(opts.work_dir)?;
+    let io_err = |e: std::io::Error| {
+        Outcome::transient(format!(
+            "cannot write the download to {}: {e}",
+            opts.work_dir.display()
+        ))
+    };
+    let std_file = spool.reopen().map_err(io_err)?;
+    let mut out =
+        tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(std_file));
+    let mut bytes: u64 = 0;
+    loop {
+        let chunk = match resp.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) => {
+                let e = e.without_url();
+                return Err(Outcome::transient(format!(
+                    "{what}: the download broke off after {bytes} bytes ({})",
+                    describe(&e)
+                )));
+            }
+        };
+        bytes += chunk.len() as u64;
+        if bytes > opts.max_bytes {
+            return Err(Outcome::invalid(format!(
+                "{what}: the file exceeds [feeds] max_download_bytes ({})",
+                opts.max_bytes
+            )));
+        }
+        out.write_all(&chunk).await.map_err(io_err)?;
+    }
+    out.flush().await.map_err(io_err)?;
+    validators.size = Some(bytes as i64);
+    Ok(Fetched::File {
+        file: spool,
+        bytes,
+        validators,
+    })
+}

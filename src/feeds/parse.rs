@@ -1,0 +1,408 @@
+//! Streaming CSV parser for price feeds, driven by the catalog's `format` and `columns`.
+//!
+//! It reads any `Read` (the spooled download) record by record and hands rows over in
+//! batches, so memory stays flat whatever the file size. Bad rows are counted and the first
+//! few kept with their line numbers; the caller decides whether the file as a whole is usable.
+//! It never panics on any input (there is a fuzz target for that).
+
+use crate::catalog::{ColumnRef, Columns, FeedFormat};
+use crate::store::prices::PriceRow;
+use std::io::Read;
+
+/// How many bad rows are quoted in an issue message.
+pub const KEPT_ERRORS: usize = 5;
+
+/// What the parser saw.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ParseReport {
+    /// Good rows handed to the sink.
+    pub rows: u64,
+    /// Rows that could not be used.
+    pub bad_rows: u64,
+    /// The first [`KEPT_ERRORS`] problems, with line numbers.
+    pub first_errors: Vec<String>,
+    /// Whether the file had a header row that was read.
+    pub header_seen: bool,
+}
+
+impl ParseReport {
+    /// Bad rows as a fraction of all data rows.
+    pub fn error_rate(&self) -> f64 {
+        let total = self.rows + self.bad_rows;
+        if total == 0 {
+            0.0
+        } else {
+            self.bad_rows as f64 / total as f64
+        }
+    }
+
+    fn bad(&mut self, line: u64, what: String) {
+        self.bad_rows += 1;
+        if self.first_errors.len() < KEPT_ERRORS {
+            self.first_errors.push(format!("line {line}: {what}"));
+        }
+    }
+}
+
+/// Why a file could not be parsed at all.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ParseError {
+    /// The header row lacks a configured column.
+    #[error("the header row has no column \"{wanted}\" (columns found: {found})")]
+    MissingColumn {
+        /// The configured name.
+        wanted: String,
+        /// What the header has.
+        found: String,
+    },
+    /// The reader failed (I/O error while reading the spooled file).
+    #[error("reading the file failed at line {line}: {message}")]
+    Read {
+        /// Where.
+        line: u64,
+        /// What.
+        message: String,
+    },
+    /// The sink asked to stop (the database side failed).
+    #[error("stopped")]
+    Stopped,
+}
+
+struct Plan {
+    sku: usize,
+    price: usize,
+    stock: Option<usize>,
+}
+
+fn trim(b: &[u8]) -> &[u8] {
+    b.trim_ascii()
+}
+
+fn resolve(col: &ColumnRef, header: Option<&csv::ByteRecord>) -> Result<usize, ParseError> {
+    match col {
+        ColumnRef::Position(p) => Ok(p.saturating_sub(1)),
+        ColumnRef::Name(name) => {
+            let header = header.ok_or_else(|| ParseError::MissingColumn {
+                wanted: name.clone(),
+                found: "no header row".into(),
+            })?;
+            let want = name.trim().to_lowercase();
+            header
+                .iter()
+                .position(|h| {
+                    let h = String::from_utf8_lossy(trim(h));
+                    h.trim_start_matches('\u{feff}').trim().to_lowercase() == want
+                })
+                .ok_or_else(|| ParseError::MissingColumn {
+                    wanted: name.clone(),
+                    found: header
+                        .iter()
+                        .take(20)
+                        .map(|h| {
+                            format!(
+                                "\"{}\"",
+                                String::from_utf8_lossy(trim(h)).trim_start_matches('\u{feff}')
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })
+        }
+    }
+}
+
+/// Parses `input`, handing rows to `sink` in batches of `batch` rows. `sink` returns false to
+/// stop early.
+pub fn parse<R: Read>(
+    input: R,
+    format: &FeedFormat,
+    columns: &Columns,
+    batch: usize,
+    mut sink: impl FnMut(Vec<PriceRow>) -> bool,
+) -> Result<ParseReport, ParseError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(format.delimiter)
+        .quote(format.quote)
+        .has_headers(false)
+        .flexible(true)
+        .buffer_capacity(256 * 1024)
+        .from_reader(input);
+    let mut report = ParseReport::default();
+    let mut record = csv::ByteRecord::new();
+    let read = |reader: &mut csv::Reader<R>, record: &mut csv::ByteRecord| {
+        reader
+            .read_byte_record(record)
+            .map_err(|e| ParseError::Read {
+                line: e.position().map_or(0, |p| p.line()),
+                message: e.to_string(),
+            })
+    };
+
+    let header = if format.header {
+        if !read(&mut reader, &mut record)? {
+            return Ok(report);
+        }
+        report.header_seen = true;
+        Some(record.clone())
+    } else {
+        None
+    };
+    let plan = Plan {
+        sku: resolve(&columns.sku, header.as_ref())?,
+        price: resolve(&columns.price, header.as_ref())?,
+        stock: columns
+            .stock
+            .as_ref()
+            .map(|c| resolve(c, header.as_ref()))
+            .transpose()?,
+    };
+
+    let mut rows = Vec::with_capacity(batch);
+    let mut first = !format.header;
+    while read(&mut reader, &mut record)? {
+        let line = record.position().map_or(0, |p| p.line());
+        // A BOM in front of a headerless file would otherwise stick to the first SKU.
+        if first {
+            first = false;
+            if let Some(f) = record.get(0)
+                && f.starts_with(b"\xef\xbb\xbf")
+            {
+                let mut fixed = csv::ByteRecord::new();
+                fixed.push_field(&f[3..]);
+                for field in record.iter().skip(1) {
+                    fixed.push_field(field);
+                }
+                record = fixed;
+            }
+        }
+        if record.iter().all(|f| trim(f).is_empty()) {
+            continue;
+        }
+        match row(&record, &plan, format.decimal) {
+            Ok(r) => {
+                report.rows += 1;
+                rows.push(r);
+                if rows.len() >= batch
+                    && !sink(std::mem::replace(&mut rows, Vec::with_capacity(batch)))
+                {
+                    return Err(ParseError::Stopped);
+                }
+            }
+            Err(what) => report.bad(line, what),
+        }
+    }
+    if !rows.is_empty() && !sink(rows) {
+        return Err(ParseError::Stopped);
+    }
+    Ok(report)
+}
+
+fn field<'r>(record: &'r csv::ByteRecord, idx: usize, name: &str) -> Result<&'r [u8], String> {
+    record
+        .get(idx)
+        .map(trim)
+        .ok_or_else(|| format!("no {name} (column {} of {})", idx + 1, record.len()))
+}
+
+fn row(record: &csv::ByteRecord, plan: &Plan, decimal: u8) -> Result<PriceRow, String> {
+    let sku = field(record, plan.sku, "part number")?;
+    if sku.is_empty() {
+        return Err("empty part number".into());
+    }
+    let sku = String::from_utf8_lossy(sku).into_owned();
+    let raw_price = field(record, plan.price, "price")?;
+    let price = normalize_price(raw_price, decimal).map_err(|e| {
+        format!(
+            "part {sku}: price \"{}\" {e}",
+            String::from_utf8_lossy(raw_price)
+        )
+    })?;
+    let stock = match plan.stock {
+        Some(idx) => {
+            let raw = field(record, idx, "stock")?;
+            parse_stock(raw, decimal).map_err(|e| {
+                format!("part {sku}: stock \"{}\" {e}", String::from_utf8_lossy(raw))
+            })?
+        }
+        None => None,
+    };
+    Ok(PriceRow { sku, price, stock })
+}
+
+/// `"0000123,45"` (decimal comma) → `"123.45"`; `"1.234,5"` → `"1234.50"`; `"7"` → `"7.00"`.
+/// Exact: the digits are kept as text, never passed through a float.
+pub fn normalize_price(raw: &[u8], decimal: u8) -> Result<String, &'static str> {
+    let group = if decimal == b',' { b'.' } else { b',' };
+    if raw.is_empty() {
+        return Err("is empty");
+    }
+    if raw[0] == b'-' {
+        return Err("is negative");
+    }
+    let raw = raw.strip_prefix(b"+").unwrap_or(raw);
+    let (int, frac) = match raw.iter().rposition(|&b| b == decimal) {
+        Some(i) => (&raw[..i], &raw[i + 1..]),
+        None => (raw, &b""[..]),
+    };
+    let mut int_digits = String::with_capacity(int.len());
+    for &b in int {
+        match b {
+            b'0'..=b'9' => int_digits.push(b as char),
+            b if b == group => {}
+            b' ' => {}
+            _ => return Err("is not a number"),
+        }
+    }
+    if !frac.iter().all(u8::is_ascii_digit) || (int_digits.is_empty() && frac.is_empty()) {
+        return Err("is not a number");
+    }
+    let int_digits = int_digits.trim_start_matches('0');
+    let mut out = String::with_capacity(int_digits.len() + frac.len() + 2);
+    out.push_str(if int_digits.is_empty() {
+        "0"
+    } else {
+        int_digits
+    });
+    out.push('.');
+    let frac = std::str::from_utf8(frac)
+        .unwrap_or("")
+        .trim_end_matches('0');
+    out.push_str(frac);
+    for _ in frac.len()..2 {
+        out.push('0');
+    }
+    Ok(out)
+}
+
+/// Stock counts: `"12"`, `"0012"`, `"12,00"`, `">100"` / `"100+"` (read as 100), empty → none.
+pub fn parse_stock(raw: &[u8], decimal: u8) -> Result<Option<i64>, &'static str> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let raw = raw.strip_prefix(b">").unwrap_or(raw);
+    let raw = raw.strip_suffix(b"+").unwrap_or(raw);
+    let (neg, raw) = match raw.strip_prefix(b"-") {
+        Some(r) => (true, r),
+        None => (false, raw),
+    };
+    let int = match raw.iter().position(|&b| b == decimal) {
+        Some(i) if raw[i + 1..].iter().all(|&b| b == b'0') => &raw[..i],
+        Some(_) => return Err("is not a whole number"),
+        None => raw,
+    };
+    if int.is_empty() || !int.iter().all(u8::is_ascii_digit) {
+        return Err("is not a number");
+    }
+    let digits = std::str::from_utf8(int).map_err(|_| "is not a number")?;
+    let n: i64 = digits.parse().map_err(|_| "is too large")?;
+    Ok(Some(if neg { -n } else { n }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cols(sku: ColumnRef, price: ColumnRef, stock: Option<ColumnRef>) -> Columns {
+        Columns { sku, price, stock }
+    }
+
+    fn run(text: &str, format: &FeedFormat, columns: &Columns) -> (Vec<PriceRow>, ParseReport) {
+        let mut all = Vec::new();
+        let report = parse(text.as_bytes(), format, columns, 2, |b| {
+            all.extend(b);
+            true
+        })
+        .unwrap();
+        (all, report)
+    }
+
+    #[test]
+    fn prices_are_normalised_exactly() {
+        assert_eq!(normalize_price(b"0000123.45", b'.').unwrap(), "123.45");
+        assert_eq!(normalize_price(b"1.234,5", b',').unwrap(), "1234.50");
+        assert_eq!(normalize_price(b"7", b'.').unwrap(), "7.00");
+        assert_eq!(normalize_price(b"0,125", b',').unwrap(), "0.125");
+        assert_eq!(normalize_price(b",5", b',').unwrap(), "0.50");
+        assert!(normalize_price(b"-1.00", b'.').is_err());
+        assert!(normalize_price(b"abc", b'.').is_err());
+        assert!(normalize_price(b"", b'.').is_err());
+        assert!(normalize_price(b",", b',').is_err());
+    }
+
+    #[test]
+    fn dutch_header_with_decimal_comma_is_read_by_name() {
+        let format = FeedFormat {
+            delimiter: b';',
+            decimal: b',',
+            ..FeedFormat::default()
+        };
+        let columns = cols(
+            ColumnRef::Name("Artikel".into()),
+            ColumnRef::Name("Prijs".into()),
+            Some(ColumnRef::Name("Voorraad".into())),
+        );
+        let text = "\u{feff}Artikel;Omschrijving;Prijs;Voorraad\n  AB-1  ;Muis;0012,50;7\nCD-2;Kabel;3,00;\n";
+        let (rows, report) = run(text, &format, &columns);
+        assert_eq!(report.rows, 2);
+        assert_eq!(
+            rows[0],
+            PriceRow {
+                sku: "AB-1".into(),
+                price: "12.50".into(),
+                stock: Some(7)
+            }
+        );
+        assert_eq!(
+            rows[1],
+            PriceRow {
+                sku: "CD-2".into(),
+                price: "3.00".into(),
+                stock: None
+            }
+        );
+    }
+
+    #[test]
+    fn positional_columns_and_bad_rows_are_counted_with_line_numbers() {
+        let format = FeedFormat {
+            header: false,
+            delimiter: b'|',
+            ..FeedFormat::default()
+        };
+        let columns = cols(ColumnRef::Position(2), ColumnRef::Position(3), None);
+        let text = "x|A1|1.00|extra\nx|A2|oops\nx||2.00\nx|A3|3.5\n";
+        let (rows, report) = run(text, &format, &columns);
+        assert_eq!(
+            rows.iter().map(|r| r.sku.as_str()).collect::<Vec<_>>(),
+            ["A1", "A3"]
+        );
+        assert_eq!(report.bad_rows, 2);
+        assert!(
+            report.first_errors[0].starts_with("line 2: part A2: price \"oops\""),
+            "{:?}",
+            report.first_errors
+        );
+        assert_eq!(report.first_errors[1], "line 3: empty part number");
+    }
+
+    #[test]
+    fn a_missing_header_column_is_named() {
+        let columns = cols(
+            ColumnRef::Name("sku".into()),
+            ColumnRef::Name("price".into()),
+            None,
+        );
+        let err = parse(
+            "sku,cost\nA,1\n".as_bytes(),
+            &FeedFormat::default(),
+            &columns,
+            10,
+            |_| true,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the header row has no column \"price\" (columns found: \"sku\", \"cost\")"
+        );
+    }
+}

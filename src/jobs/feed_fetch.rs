@@ -1,0 +1,176 @@
+//! `feed_fetch`: download a distributor file, parse it, and replace the feed's price rows in
+//! one transaction — or keep the previous rows and say why.
+
+use super::{Job, JobContext, RunResult};
+use crate::feeds::{self, FetchOptions, Fetched, parse};
+use crate::outcome::{IssueKind, Outcome};
+use crate::store::sync_state::Validators;
+use std::io::Read;
+
+/// The stable name of this job kind.
+pub const JOB_NAME: &str = "feed_fetch";
+
+/// Rows handed from the parser thread to the database per batch.
+const BATCH: usize = 2_000;
+
+/// Runs one fetch of the feed named by `job`.
+pub async fn run(ctx: &JobContext, job: &Job) -> RunResult {
+    let catalog = ctx.catalog();
+    let Some(spec) = catalog.feed(&job.tenant, &job.integration) else {
+        return RunResult::outcome(Outcome::Misconfigured {
+            message: format!(
+                "the catalog no longer has a feed {}/{}",
+                job.tenant, job.integration
+            ),
+        });
+    };
+    let state = match ctx.store.state(&job.tenant, &job.integration).await {
+        Ok(s) => s,
+        Err(e) => return RunResult::infrastructure(e.into()),
+    };
+    let previous = state
+        .as_ref()
+        .map(|s| Validators {
+            etag: s.etag.clone(),
+            last_modified: s.last_modified.clone(),
+            size: s.source_size,
+            mtime: s.source_mtime,
+        })
+        .unwrap_or_default();
+    let work_dir = ctx.work_dir();
+    let opts = FetchOptions {
+        force: job.force,
+        previous: &previous,
+        work_dir: &work_dir,
+        max_bytes: ctx.config.feeds.max_download_bytes,
+    };
+    let (file, bytes, validators) = match feeds::fetch(&ctx.http, spec, opts).await {
+        Ok(Fetched::Unchanged) => {
+            return RunResult::outcome(Outcome::Success {
+                items: None,
+                unchanged: true,
+                detail: "source not modified since the last import".into(),
+            });
+        }
+        Ok(Fetched::File {
+            file,
+            bytes,
+            validators,
+        }) => (file, bytes, validators),
+        Err(outcome) => return RunResult::outcome(outcome),
+    };
+    let source = feeds::http::shown_url(&url::Url::parse(&spec.url).expect("validated at load"));
+
+    // Look at the first bytes before trusting the file to the parser.
+    let mut head = [0u8; 512];
+    let n = match file.reopen().and_then(|mut f| f.read(&mut head)) {
+        Ok(n) => n,
+        Err(e) => {
+            return RunResult::outcome(Outcome::transient(format!("cannot read the download: {e}")));
+        }
+    };
+    if let Some(what) = feeds::sniff_not_csv(&head[..n]) {
+        return RunResult::outcome(Outcome::invalid(format!(
+            "{source} delivered {what} ({bytes} bytes) instead of a feed file; \
+             a portal often does this when a login fails"
+        )));
+    }
+
+    // Parse on a blocking thread and insert on this task, so parsing and writing overlap.
+    // The replacement is one transaction: until `commit`, readers see the old list, and any
+    // failure below drops the transaction, which rolls it back.
+    let mut replace = match ctx
+        .store
+        .begin_price_replace(&job.tenant, &job.integration)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return RunResult::infrastructure(e.into()),
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let format = spec.format.clone();
+    let columns = spec.columns.clone();
+    let reader = match file.reopen() {
+        Ok(f) => f,
+        Err(e) => {
+            return RunResult::outcome(Outcome::transient(format!("cannot read the download: {e}")));
+        }
+    };
+    let parser = tokio::task::spawn_blocking(move || {
+        let input = std::io::BufReader::with_capacity(256 * 1024, reader);
+        parse::parse(input, &format, &columns, BATCH, |rows| {
+            tx.blocking_send(rows).is_ok()
+        })
+    });
+    let mut db_error = None;
+    while let Some(rows) = rx.recv().await {
+        if let Err(e) = replace.insert(&rows).await {
+            db_error = Some(e);
+            break;
+        }
+    }
+    drop(rx);
+    let report = parser.await;
+    if let Some(e) = db_error {
+        return RunResult::infrastructure(anyhow::Error::from(e).context("writing prices failed"));
+    }
+    let report = match report {
+        Ok(Ok(report)) => report,
+        Ok(Err(e)) => return RunResult::outcome(Outcome::invalid(format!("{source}: {e}"))),
+        Err(e) => {
+            return RunResult::infrastructure(anyhow::anyhow!("the parser thread failed: {e}"));
+        }
+    };
+
+    if report.rows == 0 && report.bad_rows == 0 {
+        let what = if report.header_seen {
+            "only a header row"
+        } else {
+            "no rows at all"
+        };
+        return RunResult::outcome(Outcome::Invalid {
+            kind: IssueKind::EmptyFeed,
+            message: format!(
+                "{source} delivered {what} ({bytes} bytes); the previous prices were kept"
+            ),
+        });
+    }
+    let max_rate = ctx.config.feeds.max_error_rate;
+    if report.rows == 0 || report.error_rate() > max_rate {
+        return RunResult::outcome(Outcome::invalid(format!(
+            "{source}: {} of {} rows could not be read (limit {:.1}%); the previous prices were kept. First problems: {}",
+            report.bad_rows,
+            report.rows + report.bad_rows,
+            max_rate * 100.0,
+            report.first_errors.join("; ")
+        )));
+    }
+    let items = match replace.commit().await {
+        Ok(n) => n,
+        Err(e) => {
+            return RunResult::infrastructure(
+                anyhow::Error::from(e).context("committing prices failed"),
+            );
+        }
+    };
+    let mut detail = format!("{items} rows from {bytes} bytes");
+    if report.bad_rows > 0 {
+        detail.push_str(&format!(
+            "; {} rows skipped (first: {})",
+            report.bad_rows,
+            report
+                .first_errors
+                .first()
+                .map(String::as_str)
+                .unwrap_or("")
+        ));
+    }
+    RunResult {
+        outcome: Outcome::Success {
+            items: Some(items),
+            unchanged: false,
+            detail,
+        },
+        validators: Some(validators),
+    }
+}

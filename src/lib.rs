@@ -1,0 +1,50 @@
+//! # syncd
+//!
+//! The background worker that keeps a multi-tenant B2B quoting platform in sync with the
+//! outside world: distributor price feeds today; CRM enrichment and webhooks plug into the
+//! same engine.
+//!
+//! ```text
+//! jobs/*.toml ─► catalog ─► scheduler ─┐
+//! CLI (refetch) ───────────────────────┼─► queue (apalis: SQLite | Redis)
+//!                                      │        │
+//!                                      │        ▼
+//!                                      │   worker ─► jobs::execute ─► handler (feed_fetch …)
+//!                                      │                  │
+//!                                      │         Outcome ─┼─► sync_state (last attempt/success)
+//!                                      │                  ├─► issues (open / bump / resolve)
+//!                                      └──────────────────┴─► durable retry (new task, run_at)
+//! ```
+//!
+//! - [`config`]: daemon settings, validated once. [`catalog`]: the tenants' integrations.
+//! - [`queue`]: the only module that knows apalis. [`scheduler`]: schedule ticks → jobs.
+//! - [`jobs`]: job payloads and the engine; one file per job kind.
+//! - [`outcome`]: the outcome type, HTTP classification and the backoff maths (pure).
+//! - [`feeds`]: transports and the streaming parser. [`store`]: the state database.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod duration;
+pub mod feeds;
+pub mod jobs;
+pub mod outcome;
+pub mod queue;
+pub mod scheduler;
+pub mod store;
+pub mod telemetry;
+
+/// A URL as it may be shown: the password (if any) replaced by `***`.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "(unparseable URL)".into(),
+    }
+}

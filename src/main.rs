@@ -1,0 +1,6 @@
+#![forbid(unsafe_code)]
+//! The `syncd` binary: everything lives in the library; this only hands over to the CLI.
+
+fn main() -> std::process::ExitCode {
+    syncd::cli::main()
+}

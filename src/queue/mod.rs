@@ -1,0 +1,268 @@
+//! The only module that knows apalis. It offers two things: [`Queue::push`] (with a run-at
+//! time and an idempotency key) and [`Queue::run_workers`] (one worker per job kind).
+//!
+//! Facts about apalis 1.0 that shape this code (see the apalis notes in the design docs):
+//! - its retries are immediate (SQLite) or linear (Redis), so we never hand it a failed
+//!   job: the engine pushes a new task with a later `run_at` and finishes the current one;
+//! - `run_at` has whole-second resolution, so run-at times are rounded *up*: a retry is
+//!   never earlier than a provider's Retry-After;
+//! - an idle worker only notices new tasks when polled: we poll at `[queue] poll_interval`;
+//! - a worker name may not be reused within the heartbeat window, so names carry the host,
+//!   the pid, a random boot id and the restart count;
+//! - a backend error kills a worker; the monitor restarts it after a growing pause, which is
+//!   how the daemon rides out a Redis restart;
+//! - `SqliteStorage::setup` turns fsync off: we run its migrations on our own pool instead.
+
+use crate::config::{Config, QueueBackend};
+use crate::jobs::{self, ALL_KINDS, Job, JobContext, JobKind};
+use crate::store::Store;
+use anyhow::Context;
+use apalis::layers::WorkerBuilderExt;
+use apalis_core::backend::TaskSink;
+use apalis_core::backend::ext::BackendExt;
+use apalis_core::error::BoxDynError;
+use apalis_core::monitor::Monitor;
+use apalis_core::task::builder::TaskBuilder;
+use apalis_core::task::data::Data;
+use apalis_core::worker::builder::WorkerBuilder;
+use apalis_redis::{ConnectionManager, RedisStorage};
+use apalis_sqlite::{SqlitePool, SqliteStorage};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// How often apalis may re-run a task whose handler returned an error. Our handler only
+/// errs when syncd's own state database is unreachable; job failures never reach apalis.
+const INFRA_ATTEMPTS: usize = 5;
+
+/// How long a Redis idempotency key lives: longer than any schedule interval we expect, so
+/// that two nodes cannot enqueue the same tick twice.
+const REDIS_IDEMPOTENCY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A handle for pushing jobs and running workers; cheap to clone.
+#[derive(Clone)]
+pub struct Queue {
+    backend: Backend,
+    config: Arc<Config>,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(SqlitePool),
+    Redis(ConnectionManager),
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("backend", &self.config.queue.backend)
+            .finish()
+    }
+}
+
+impl Queue {
+    /// Connects the configured backend. With SQLite the queue shares the state database.
+    pub async fn connect(config: Arc<Config>, store: &Store) -> anyhow::Result<Queue> {
+        let backend = match config.queue.backend {
+            QueueBackend::Sqlite => {
+                let mut migrator = SqliteStorage::migrations();
+                migrator.set_ignore_missing(true);
+                migrator
+                    .run(store.pool())
+                    .await
+                    .context("cannot create the queue tables in the state database")?;
+                Backend::Sqlite(store.pool().clone())
+            }
+            QueueBackend::Redis => Backend::Redis(connect_redis(&config.queue.redis_url).await?),
+        };
+        Ok(Queue { backend, config })
+    }
+
+    /// The queue of a job kind: `{namespace}-{kind}`.
+    pub fn queue_name(&self, kind: JobKind) -> String {
+        format!("{}-{}", self.config.queue.namespace, kind.as_str())
+    }
+
+    fn heartbeat(&self) -> (Duration, usize) {
+        // orphan timeout = heartbeat × missed beats; two beats leave room for one late one.
+        let hb = (self.config.queue.orphan_timeout / 2).max(Duration::from_secs(1));
+        (hb, 2)
+    }
+
+    fn sqlite_storage(&self, pool: &SqlitePool, kind: JobKind) -> SqliteStorage<Job> {
+        let (hb, missed) = self.heartbeat();
+        let cfg = apalis_sqlite::Config::default()
+            .queue(self.queue_name(kind))
+            .heartbeat_interval(hb)
+            .missed_heartbeats(missed)
+            .batch_size(self.config.queue.concurrency);
+        SqliteStorage::new(pool).with_config(cfg)
+    }
+
+    fn redis_storage(&self, conn: &ConnectionManager, kind: JobKind) -> RedisStorage<Job> {
+        let (hb, missed) = self.heartbeat();
+        let cfg = apalis_redis::Config::default()
+            .queue(self.queue_name(kind))
+            .heartbeat_interval(hb)
+            .missed_heartbeats(missed)
+            .batch_size(self.config.queue.concurrency)
+            .idempotency_ttl(Some(REDIS_IDEMPOTENCY_TTL));
+        RedisStorage::new(conn.clone()).with_config(cfg)
+    }
+
+    /// Queues `job` to run at `run_at` (now if `None`). A push whose `key` was pushed before
+    /// is dropped by the backend: that is how a schedule tick runs once across nodes.
+    pub async fn push(
+        &self,
+        job: &Job,
+        run_at: Option<DateTime<Utc>>,
+        key: Option<String>,
+    ) -> anyhow::Result<()> {
+        let mut task = TaskBuilder::new(job.clone()).max_attempts(INFRA_ATTEMPTS);
+        if let Some(at) = run_at {
+            // Whole seconds, rounded up: never earlier than asked.
+            let millis = at.timestamp_millis().max(0) as u64;
+            task = task.run_at_timestamp(millis.div_ceil(1000));
+        }
+        if let Some(key) = key {
+            task = task.idempotency_key(key);
+        }
+        let task = task.build();
+        match &self.backend {
+            Backend::Sqlite(pool) => self
+                .sqlite_storage(pool, job.kind)
+                .push_task(task)
+                .await
+                .map_err(|e| e.to_string()),
+            Backend::Redis(conn) => self
+                .redis_storage(conn, job.kind)
+                .push_task(task)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot queue {} for {}: {e}",
+                job.kind.as_str(),
+                job.target()
+            )
+        })
+    }
+
+    /// Runs one worker per job kind until `shutdown` fires, then lets in-flight jobs finish
+    /// for at most `[shutdown_grace]`. Jobs not started stay queued; jobs cut off by the grace
+    /// period are picked up again after the orphan timeout.
+    pub async fn run_workers(
+        &self,
+        ctx: Arc<JobContext>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let boot = boot_id();
+        let grace = self.config.shutdown_grace;
+        let mut monitor = Monitor::new()
+            .should_restart(|worker, error| {
+                warn!(worker = %worker.name(), %error, "queue worker stopped; restarting");
+                true
+            })
+            .with_terminator(async move { tokio::time::sleep(grace).await });
+        for &kind in ALL_KINDS {
+            let name = format!("{boot}-{}", kind.as_str());
+            let concurrency = self.config.queue.concurrency;
+            let poll = self.config.queue.poll_interval;
+            let ctx = ctx.clone();
+            monitor = match &self.backend {
+                Backend::Sqlite(pool) => {
+                    let storage = self.sqlite_storage(pool, kind);
+                    monitor.register(move |restarts| {
+                        WorkerBuilder::new(format!("{name}-r{restarts}"))
+                            .backend(
+                                storage
+                                    .clone()
+                                    .poll_with_interval(poll)
+                                    .before_start(move |_| restart_pause(restarts)),
+                            )
+                            .data(ctx.clone())
+                            .concurrency(concurrency)
+                            .catch_panic()
+                            .build(handle)
+                    })
+                }
+                Backend::Redis(conn) => {
+                    let storage = self.redis_storage(conn, kind);
+                    monitor.register(move |restarts| {
+                        WorkerBuilder::new(format!("{name}-r{restarts}"))
+                            .backend(
+                                storage
+                                    .clone()
+                                    .poll_with_interval(poll)
+                                    .before_start(move |_| restart_pause(restarts)),
+                            )
+                            .data(ctx.clone())
+                            .concurrency(concurrency)
+                            .catch_panic()
+                            .build(handle)
+                    })
+                }
+            };
+        }
+        info!(backend = ?self.config.queue.backend, "workers started");
+        let signal = async move {
+            shutdown.cancelled().await;
+            info!(grace = %crate::duration::format(grace), "shutting down: finishing in-flight jobs");
+            Ok(())
+        };
+        monitor
+            .run_with_signal(signal)
+            .await
+            .context("queue workers failed")?;
+        Ok(())
+    }
+}
+
+/// The task handler apalis calls: hands the job to the engine.
+async fn handle(job: Job, ctx: Data<Arc<JobContext>>) -> Result<(), BoxDynError> {
+    jobs::execute(&ctx, job)
+        .await
+        .map_err(|e| format!("{e:#}").into())
+}
+
+/// A restarted worker waits a little longer each time, so a backend that is down (Redis
+/// restarting) is not hammered in a tight loop.
+async fn restart_pause<E>(restarts: usize) -> Result<(), E> {
+    if restarts > 0 {
+        let pause = Duration::from_millis(250 * restarts.min(20) as u64);
+        tokio::time::sleep(pause).await;
+    }
+    Ok(())
+}
+
+/// Host, pid and a random suffix: unique per boot, readable in the queue's worker list.
+fn boot_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    format!(
+        "{host}-{}-{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
+}
+
+/// A Redis connection that reconnects by itself, with timeouts so a dead server is noticed.
+async fn connect_redis(url: &str) -> anyhow::Result<ConnectionManager> {
+    let shown = crate::redact_url(url);
+    let client = redis::Client::open(url)
+        .with_context(|| format!("[queue] redis_url `{shown}` is not valid"))?;
+    let cfg = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(10)))
+        .set_number_of_retries(3)
+        .set_max_delay(Duration::from_secs(2));
+    ConnectionManager::new_with_config(client, cfg)
+        .await
+        .with_context(|| format!("cannot connect to Redis at {shown}"))
+}

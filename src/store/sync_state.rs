@@ -1,0 +1,280 @@
+//! Per-integration sync state: last attempt, last success, counts, pause and change validators.
+
+use super::Store;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// One integration's state as `syncd status --json` prints it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct SyncState {
+    /// Tenant id.
+    pub tenant: String,
+    /// Integration name.
+    pub integration: String,
+    /// `feed`, …
+    pub kind: String,
+    /// When a run last finished (any outcome).
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    /// When a run last succeeded (including "unchanged").
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// `success`, `unchanged`, `transient`, `rate_limited`, `rejected`, `invalid`, `misconfigured`.
+    pub last_outcome: Option<String>,
+    /// The last failure's message; null after a success.
+    pub last_error: Option<String>,
+    /// Rows/records currently stored for the integration.
+    pub items: Option<i64>,
+    /// Scheduled runs are suspended (credentials rejected).
+    pub paused: bool,
+    /// Transient failures since the last success.
+    pub consecutive_failures: i64,
+    /// When the next retry is due, if one is queued.
+    pub next_retry_at: Option<DateTime<Utc>>,
+    /// When a forced re-fetch was queued that has not started yet.
+    pub refetch_requested_at: Option<DateTime<Utc>>,
+    #[serde(skip)]
+    /// `ETag` of the last downloaded version.
+    pub etag: Option<String>,
+    #[serde(skip)]
+    /// `Last-Modified` of the last downloaded version.
+    pub last_modified: Option<String>,
+    #[serde(skip)]
+    /// Size of the last downloaded file.
+    pub source_size: Option<i64>,
+    #[serde(skip)]
+    /// Modification time of the last downloaded file.
+    pub source_mtime: Option<DateTime<Utc>>,
+    #[serde(skip)]
+    /// Latest schedule tick enqueued.
+    pub last_tick_at: Option<DateTime<Utc>>,
+}
+
+/// What identifies the version of a source that was last imported.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Validators {
+    /// HTTP `ETag`.
+    pub etag: Option<String>,
+    /// HTTP `Last-Modified`.
+    pub last_modified: Option<String>,
+    /// File size in bytes.
+    pub size: Option<i64>,
+    /// File modification time.
+    pub mtime: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str = "tenant, integration, kind, last_attempt_at, last_success_at, last_outcome,
+    last_error, items, paused, consecutive_failures, next_retry_at, refetch_requested_at, etag,
+    last_modified, source_size, source_mtime, last_tick_at";
+
+impl Store {
+    /// Makes sure the integration has a row (so `status` lists it before its first run).
+    pub async fn ensure_state(
+        &self,
+        tenant: &str,
+        integration: &str,
+        kind: &str,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO sync_state (tenant, integration, kind) VALUES (?, ?, ?)
+             ON CONFLICT (tenant, integration) DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(integration)
+        .bind(kind)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// One integration's state.
+    pub async fn state(&self, tenant: &str, integration: &str) -> sqlx::Result<Option<SyncState>> {
+        sqlx::query_as::<_, SyncState>(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM sync_state WHERE tenant = ? AND integration = ?"
+        )))
+        .bind(tenant)
+        .bind(integration)
+        .fetch_optional(self.pool())
+        .await
+    }
+
+    /// Every integration's state, optionally for one tenant.
+    pub async fn list_states(&self, tenant: Option<&str>) -> sqlx::Result<Vec<SyncState>> {
+        sqlx::query_as::<_, SyncState>(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM sync_state WHERE (? IS NULL OR tenant = ?)
+             ORDER BY tenant, integration"
+        )))
+        .bind(tenant)
+        .bind(tenant)
+        .fetch_all(self.pool())
+        .await
+    }
+
+    /// A success: clears failures and the pause, stores the new validators. `items = None`
+    /// keeps the previous count (nothing was re-imported).
+    pub async fn record_success(
+        &self,
+        tenant: &str,
+        integration: &str,
+        items: Option<i64>,
+        outcome: &str,
+        validators: Option<&Validators>,
+    ) -> sqlx::Result<()> {
+        let now = super::now();
+        let v = validators.cloned().unwrap_or_default();
+        sqlx::query(
+            "UPDATE sync_state SET last_attempt_at = ?, last_success_at = ?, last_outcome = ?,
+                 last_error = NULL, items = COALESCE(?, items), consecutive_failures = 0,
+                 paused = 0, paused_reason = NULL, next_retry_at = NULL,
+                 etag = CASE WHEN ? THEN ? ELSE etag END,
+                 last_modified = CASE WHEN ? THEN ? ELSE last_modified END,
+                 source_size = CASE WHEN ? THEN ? ELSE source_size END,
+                 source_mtime = CASE WHEN ? THEN ? ELSE source_mtime END
+             WHERE tenant = ? AND integration = ?",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(outcome)
+        .bind(items)
+        .bind(validators.is_some())
+        .bind(v.etag)
+        .bind(validators.is_some())
+        .bind(v.last_modified)
+        .bind(validators.is_some())
+        .bind(v.size)
+        .bind(validators.is_some())
+        .bind(v.mtime)
+        .bind(tenant)
+        .bind(integration)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// A failure. `counts` says whether it counts towards `connection_failed` (rate limits and
+    /// permanent failures do not). Returns the consecutive transient failures after this one.
+    pub async fn record_failure(
+        &self,
+        tenant: &str,
+        integration: &str,
+        outcome: &str,
+        message: &str,
+        counts: bool,
+        next_retry_at: Option<DateTime<Utc>>,
+    ) -> sqlx::Result<i64> {
+        let now = super::now();
+        let row: (i64,) = sqlx::query_as(
+            "UPDATE sync_state SET last_attempt_at = ?, last_outcome = ?, last_error = ?,
+                 consecutive_failures = consecutive_failures + ?, next_retry_at = ?
+             WHERE tenant = ? AND integration = ?
+             RETURNING consecutive_failures",
+        )
+        .bind(now)
+        .bind(outcome)
+        .bind(message)
+        .bind(i64::from(counts))
+        .bind(next_retry_at)
+        .bind(tenant)
+        .bind(integration)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(row.0)
+    }
+
+    /// Suspends scheduled runs (credentials rejected).
+    pub async fn pause(&self, tenant: &str, integration: &str, reason: &str) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE sync_state SET paused = 1, paused_reason = ?, next_retry_at = NULL
+             WHERE tenant = ? AND integration = ?",
+        )
+        .bind(reason)
+        .bind(tenant)
+        .bind(integration)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Remembers the latest schedule tick enqueued.
+    pub async fn set_last_tick(
+        &self,
+        tenant: &str,
+        integration: &str,
+        tick: DateTime<Utc>,
+    ) -> sqlx::Result<()> {
+        sqlx::query("UPDATE sync_state SET last_tick_at = ? WHERE tenant = ? AND integration = ?")
+            .bind(tick)
+            .bind(tenant)
+            .bind(integration)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Marks a forced re-fetch as queued. Returns the time of the one already pending instead
+    /// when there is one younger than `stale_after` (older marks are from a lost request).
+    pub async fn request_refetch(
+        &self,
+        tenant: &str,
+        integration: &str,
+        stale_after: chrono::Duration,
+    ) -> sqlx::Result<Result<(), DateTime<Utc>>> {
+        let now = super::now();
+        let claimed = sqlx::query(
+            "UPDATE sync_state SET refetch_requested_at = ?
+             WHERE tenant = ? AND integration = ?
+               AND (refetch_requested_at IS NULL OR refetch_requested_at < ?)",
+        )
+        .bind(now)
+        .bind(tenant)
+        .bind(integration)
+        .bind(now - stale_after)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        if claimed == 1 {
+            return Ok(Ok(()));
+        }
+        let pending = self
+            .state(tenant, integration)
+            .await?
+            .and_then(|s| s.refetch_requested_at)
+            .unwrap_or(now);
+        Ok(Err(pending))
+    }
+
+    /// Clears the pending re-fetch mark (the re-fetch has started, or could not be queued).
+    pub async fn clear_refetch(&self, tenant: &str, integration: &str) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE sync_state SET refetch_requested_at = NULL WHERE tenant = ? AND integration = ?",
+        )
+        .bind(tenant)
+        .bind(integration)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}
+
+impl SyncState {
+    /// The state of an integration that has no row yet.
+    pub fn never_run(tenant: &str, integration: &str, kind: &str) -> SyncState {
+        SyncState {
+            tenant: tenant.into(),
+            integration: integration.into(),
+            kind: kind.into(),
+            last_attempt_at: None,
+            last_success_at: None,
+            last_outcome: None,
+            last_error: None,
+            items: None,
+            paused: false,
+            consecutive_failures: 0,
+            next_retry_at: None,
+            refetch_requested_at: None,
+            etag: None,
+            last_modified: None,
+            source_size: None,
+            source_mtime: None,
+            last_tick_at: None,
+        }
+    }
+}
