@@ -66,7 +66,9 @@ pub async fn run(ctx: &JobContext, job: &Job) -> RunResult {
     let n = match file.reopen().and_then(|mut f| f.read(&mut head)) {
         Ok(n) => n,
         Err(e) => {
-            return RunResult::outcome(Outcome::transient(format!("cannot read the download: {e}")));
+            return RunResult::outcome(Outcome::transient(format!(
+                "cannot read the download: {e}"
+            )));
         }
     };
     if let Some(what) = feeds::sniff_not_csv(&head[..n]) {
@@ -93,7 +95,9 @@ pub async fn run(ctx: &JobContext, job: &Job) -> RunResult {
     let reader = match file.reopen() {
         Ok(f) => f,
         Err(e) => {
-            return RunResult::outcome(Outcome::transient(format!("cannot read the download: {e}")));
+            return RunResult::outcome(Outcome::transient(format!(
+                "cannot read the download: {e}"
+            )));
         }
     };
     let parser = tokio::task::spawn_blocking(move || {

@@ -69,8 +69,7 @@ impl Queue {
             QueueBackend::Sqlite => {
                 let mut migrator = SqliteStorage::migrations();
                 migrator.set_ignore_missing(true);
-                migrator
-                    .run(store.pool())
+                crate::store::migrate(&migrator, store.pool())
                     .await
                     .context("cannot create the queue tables in the state database")?;
                 Backend::Sqlite(store.pool().clone())

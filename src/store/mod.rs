@@ -14,7 +14,7 @@ pub mod sync_state;
 
 use anyhow::Context;
 use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteSynchronous};
 use std::path::Path;
 use std::time::Duration;
 
@@ -34,7 +34,6 @@ impl Store {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true)
@@ -45,12 +44,12 @@ impl Store {
             .connect_with(options)
             .await
             .with_context(|| format!("{}: cannot open the state database", path.display()))?;
+        enable_wal(&pool, path).await?;
         let mut migrator = sqlx::migrate!("./migrations");
         // apalis keeps its own migrations in `_sqlx_migrations` of the same file; ours live
         // in a table of their own so neither migrator trips over the other's versions.
         migrator.dangerous_set_table_name("syncd_migrations");
-        migrator
-            .run(&pool)
+        migrate(&migrator, &pool)
             .await
             .with_context(|| format!("{}: cannot migrate the state database", path.display()))?;
         Ok(Store { pool })
@@ -65,6 +64,54 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Runs `migrator`, tolerating another process (the daemon, a CLI command) that migrates the
+/// same fresh file at the same moment: SQLite has no migration lock, so the loser of the race
+/// fails on the version row the winner wrote, and simply finds everything applied next time.
+pub async fn migrate(
+    migrator: &sqlx::migrate::Migrator,
+    pool: &SqlitePool,
+) -> Result<(), sqlx::migrate::MigrateError> {
+    let mut attempt = 0;
+    loop {
+        match migrator.run(pool).await {
+            Err(e) if attempt < 5 => {
+                attempt += 1;
+                tracing::debug!(error = %e, attempt, "migration raced another process; retrying");
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Switches the file to WAL once. The switch needs an exclusive lock that SQLite's busy
+/// timeout does not wait for, so it is not a connect option (every CLI command would then
+/// fail while the daemon writes); WAL is persistent, so later opens find it already set.
+async fn enable_wal(pool: &SqlitePool, path: &Path) -> anyhow::Result<()> {
+    for attempt in 0..50 {
+        let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
+            .fetch_one(pool)
+            .await?;
+        if mode.eq_ignore_ascii_case("wal") {
+            return Ok(());
+        }
+        match sqlx::query("PRAGMA journal_mode = WAL").execute(pool).await {
+            Ok(_) => continue,
+            Err(e) if attempt < 49 && e.to_string().contains("locked") => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("{}: cannot switch to WAL mode", path.display()));
+            }
+        }
+    }
+    anyhow::bail!(
+        "{}: the database stayed locked; cannot switch to WAL mode",
+        path.display()
+    )
 }
 
 /// The current time, truncated to milliseconds so that what is stored reads back equal.

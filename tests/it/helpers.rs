@@ -1,0 +1,346 @@
+//! Test harness: a private directory with config, catalog and state database per test, the
+//! real `syncd` binary run as a child process, and polling helpers that wait for an
+//! observable state instead of sleeping for a guessed time.
+
+use serde_json::Value;
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+use syncd::store::Store;
+
+/// The shared Redis of the test machine (`.ci/run` starts it when it is not running).
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// One test's world: config, catalog and state database in a temporary directory.
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub namespace: String,
+    backend: &'static str,
+    redis_url: String,
+    extra: String,
+}
+
+impl TestEnv {
+    /// The embedded default: SQLite state and queue.
+    pub fn sqlite() -> Self {
+        Self::new("sqlite", REDIS_URL)
+    }
+
+    /// Redis queue at `url`, with a namespace of its own so tests sharing a Redis never meet.
+    pub fn redis(url: &str) -> Self {
+        Self::new("redis", url)
+    }
+
+    fn new(backend: &'static str, redis_url: &str) -> Self {
+        let env = TestEnv {
+            dir: tempfile::tempdir().expect("temp dir"),
+            namespace: format!("t{:08x}", rand::random::<u32>()),
+            backend,
+            redis_url: redis_url.to_string(),
+            extra: String::new(),
+        };
+        std::fs::create_dir_all(env.dir.path().join("jobs")).unwrap();
+        env.write_config();
+        env
+    }
+
+    /// Adds TOML to the config, in the sections given (each call replaces the last).
+    pub fn with_config(mut self, extra: &str) -> Self {
+        self.extra = extra.to_string();
+        self.write_config();
+        self
+    }
+
+    fn write_config(&self) {
+        // Fast settings for tests; every one of them is also a documented config key.
+        let mut text = format!(
+            r#"shutdown_grace = "{grace}"
+[queue]
+backend = "{backend}"
+redis_url = "{redis}"
+namespace = "{ns}"
+concurrency = {concurrency}
+poll_interval = "200ms"
+orphan_timeout = "2s"
+[retry]
+base = "{base}"
+cap = "{cap}"
+max_attempts = {max_attempts}
+[scheduler]
+spread = "0s"
+[log]
+filter = "info,syncd=debug"
+"#,
+            grace = pick(&self.extra, "shutdown_grace", "\"10s\"").trim_matches('"'),
+            backend = self.backend,
+            redis = self.redis_url,
+            ns = self.namespace,
+            concurrency = pick(&self.extra, "concurrency", "2"),
+            base = pick(&self.extra, "base", "\"1s\"").trim_matches('"'),
+            cap = pick(&self.extra, "cap", "\"2s\"").trim_matches('"'),
+            max_attempts = pick(&self.extra, "max_attempts", "8"),
+        );
+        for line in self.extra.lines() {
+            let key = line.split('=').next().unwrap_or("").trim();
+            if ![
+                "shutdown_grace",
+                "concurrency",
+                "base",
+                "cap",
+                "max_attempts",
+            ]
+            .contains(&key)
+            {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.toml")
+    }
+
+    /// Shares another env's queue namespace (another node of the same deployment).
+    pub fn with_namespace(mut self, namespace: &str) -> Self {
+        self.namespace = namespace.to_string();
+        self.write_config();
+        self
+    }
+
+    /// Writes `jobs/{tenant}.toml`.
+    pub fn write_catalog(&self, tenant: &str, text: &str) {
+        std::fs::write(
+            self.dir.path().join("jobs").join(format!("{tenant}.toml")),
+            text,
+        )
+        .unwrap();
+    }
+
+    /// A catalog with one HTTP feed `acme/{name}` at `url` with a `sku,price,stock` header.
+    pub fn http_feed(&self, name: &str, url: &str) -> String {
+        format!(
+            r#"
+[[feed]]
+name = "{name}"
+url = "{url}"
+schedule = "every 1h"
+stale_after = "26h"
+auth = {{ kind = "basic", username = "acme", password_env = "TEST_FEED_PASSWORD" }}
+[feed.columns]
+sku = "sku"
+price = "price"
+stock = "stock"
+"#
+        )
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_syncd"));
+        cmd.arg("--config")
+            .arg(self.config_path())
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("TEST_FEED_PASSWORD", "s3cret-feed-password")
+            .env_remove("RUST_LOG");
+        cmd
+    }
+
+    /// Runs a CLI command to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run syncd")
+    }
+
+    /// Runs a CLI command that prints JSON and must succeed.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "syncd {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON output")
+    }
+
+    /// `syncd status --json`, the row of `acme/{name}`.
+    pub fn status_of(&self, name: &str) -> Value {
+        let all = self.json(&["status", "--json"]);
+        all.as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["integration"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    /// `syncd issues --json [--all]`.
+    pub fn issues(&self, all: bool) -> Vec<Value> {
+        let args: &[&str] = if all {
+            &["issues", "--all", "--json"]
+        } else {
+            &["issues", "--json"]
+        };
+        self.json(args).as_array().unwrap().clone()
+    }
+
+    /// Starts `syncd run` in the background; its log goes to `daemon-N.log`.
+    pub fn spawn(&self) -> Daemon {
+        let n = std::fs::read_dir(self.dir.path()).unwrap().count();
+        let log = self.dir.path().join(format!("daemon-{n}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = self
+            .command(&["run"])
+            .stdout(Stdio::from(file.try_clone().unwrap()))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .expect("spawn syncd run");
+        Daemon {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// The state database, opened directly (as a second reader next to the daemon).
+    pub async fn store(&self) -> Store {
+        Store::open_sqlite(&self.dir.path().join("syncd.db"))
+            .await
+            .unwrap()
+    }
+}
+
+fn pick<'a>(extra: &'a str, key: &str, default: &'a str) -> &'a str {
+    extra
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (k.trim() == key).then(|| v.trim())
+        })
+        .unwrap_or(default)
+}
+
+/// A running `syncd run`; killed when dropped. Its log is printed if the test fails.
+pub struct Daemon {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGKILL: the process gets no chance to clean up.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().unwrap();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "syncd did not exit within {timeout:?}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "---- daemon log {} ----\n{}",
+                self.log.display(),
+                self.log()
+            );
+        }
+    }
+}
+
+/// Polls `f` until it returns `Some`, or fails the test after `timeout` naming `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `acme/{name}` has a `last_outcome` satisfying `pred`; returns its status row.
+pub async fn wait_for_outcome(
+    env: &TestEnv,
+    name: &str,
+    timeout: Duration,
+    pred: impl Fn(&str) -> bool,
+) -> Value {
+    eventually(timeout, &format!("an outcome for acme/{name}"), || {
+        let s = env.status_of(name);
+        let ok = s["last_outcome"].as_str().is_some_and(&pred);
+        async move { ok.then_some(s) }
+    })
+    .await
+}
+
+/// The open issues of `acme/{name}` of `kind`.
+pub fn open_issues(env: &TestEnv, name: &str, kind: &str) -> Vec<Value> {
+    env.issues(false)
+        .into_iter()
+        .filter(|i| i["integration"] == name && i["kind"] == kind)
+        .collect()
+}
+
+/// A free loopback TCP port (for servers that must come back on the same port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

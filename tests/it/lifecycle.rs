@@ -1,0 +1,96 @@
+//! Crashes and shutdowns: nothing queued is lost, nothing in flight is dropped.
+
+use crate::fake_distributor::{FakeDistributor, Reply};
+use crate::feed_http::GOOD;
+use crate::helpers::*;
+use std::time::Duration;
+
+/// SIGKILL while the download is in flight; after a restart the job is picked up again
+/// (once the orphan timeout has passed) and completes.
+async fn killed_mid_job_completes_after_restart(env: TestEnv) {
+    let fake = FakeDistributor::start(Reply::csv(GOOD)).await;
+    fake.then([Reply::csv(GOOD).trickle(Duration::from_secs(30))]);
+    env.write_catalog(
+        "acme",
+        &format!(
+            "tenant = \"acme\"\n{}",
+            env.http_feed("prices", &fake.url("/p.csv"))
+        ),
+    );
+    let mut daemon = env.spawn();
+    eventually(Duration::from_secs(20), "the download to start", || {
+        let started = fake.count() == 1;
+        async move { started.then_some(()) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    daemon.kill9();
+    assert_eq!(
+        env.status_of("prices")["last_outcome"],
+        serde_json::Value::Null,
+        "killed before it finished"
+    );
+
+    let _daemon = env.spawn();
+    let status =
+        wait_for_outcome(&env, "prices", Duration::from_secs(30), |o| o == "success").await;
+    assert_eq!(status["items"], 3);
+    assert_eq!(fake.count(), 2, "the same job ran again, once");
+    assert!(env.issues(true).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_killed_mid_run_completes_after_restart_on_sqlite() {
+    killed_mid_job_completes_after_restart(TestEnv::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_killed_mid_run_completes_after_restart_on_redis() {
+    killed_mid_job_completes_after_restart(TestEnv::redis(REDIS_URL)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_running_job_finish_exits_zero_and_leaves_queued_jobs_queued() {
+    let slow = FakeDistributor::start(Reply::csv(GOOD).trickle(Duration::from_secs(3))).await;
+    let other = FakeDistributor::start(Reply::csv(GOOD)).await;
+    let env = TestEnv::sqlite().with_config("concurrency = 1");
+    let catalog = format!(
+        "tenant = \"acme\"\n{}{}",
+        env.http_feed("slow", &slow.url("/slow.csv")),
+        env.http_feed("other", &other.url("/other.csv"))
+            .replace("every 1h", "0 0 1 1 *")
+    );
+    env.write_catalog("acme", &catalog);
+    let mut daemon = env.spawn();
+    eventually(
+        Duration::from_secs(20),
+        "the slow download to start",
+        || {
+            let started = slow.count() == 1;
+            async move { started.then_some(()) }
+        },
+    )
+    .await;
+    // Queued behind the slow job (one worker slot).
+    assert!(env.run(&["refetch", "acme/other"]).status.success());
+    daemon.signal("TERM");
+    let exit = daemon.wait_exit(Duration::from_secs(15));
+    assert!(exit.success(), "exit status {exit:?}\n{}", daemon.log());
+
+    let status = env.status_of("slow");
+    assert_eq!(
+        status["last_outcome"], "success",
+        "the in-flight job finished: {status}"
+    );
+    assert_eq!(other.count(), 0, "the queued job did not start");
+    assert!(
+        env.status_of("other")["refetch_requested_at"].is_string(),
+        "still queued"
+    );
+
+    // The next daemon runs it.
+    let _daemon = env.spawn();
+    // Its tick job imports the file; the re-fetch then finds it unchanged (304).
+    wait_for_outcome(&env, "other", Duration::from_secs(20), |o| o == "unchanged").await;
+    assert_eq!(other.count(), 2);
+}

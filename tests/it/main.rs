@@ -1,0 +1,10 @@
+//! Integration tests: the real `syncd` binary against real SQLite, a real Redis and fake
+//! third parties on loopback. One binary, so the build links once.
+
+mod config_errors;
+mod fake_distributor;
+mod feed_http;
+mod helpers;
+mod lifecycle;
+mod redis_nodes;
+mod retries;
