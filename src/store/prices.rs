@@ -15,8 +15,8 @@ pub struct PriceRow {
     pub stock: Option<i64>,
 }
 
-/// Rows per INSERT statement: 5 parameters each stays far below SQLite's 32,766.
-const ROWS_PER_STATEMENT: usize = 500;
+/// Rows per INSERT statement: 3 parameters each stays below SQLite's limit of 32,766.
+const ROWS_PER_STATEMENT: usize = 1000;
 
 /// An open replacement of one feed's rows. Dropping it without [`PriceReplace::commit`]
 /// rolls back and keeps the previous list.
@@ -66,27 +66,25 @@ impl PriceReplace {
     /// Inserts rows; a SKU seen twice keeps its last row.
     pub async fn insert(&mut self, rows: &[PriceRow]) -> sqlx::Result<()> {
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let mut sql = String::with_capacity(64 + chunk.len() * 16);
-            sql.push_str("INSERT INTO prices (tenant, feed, sku, price, stock) VALUES ");
+            // Tenant and feed are bound once per statement, not once per row: the rows come
+            // in as a VALUES list (SQLite names its columns column1, column2, …).
+            let mut sql = String::with_capacity(160 + chunk.len() * 8);
+            sql.push_str(
+                "INSERT INTO prices (tenant, feed, sku, price, stock) \
+                 SELECT ?, ?, column1, column2, column3 FROM (VALUES ",
+            );
             for i in 0..chunk.len() {
-                sql.push_str(if i == 0 {
-                    "(?,?,?,?,?)"
-                } else {
-                    ",(?,?,?,?,?)"
-                });
+                sql.push_str(if i == 0 { "(?,?,?)" } else { ",(?,?,?)" });
             }
             sql.push_str(
-                " ON CONFLICT (tenant, feed, sku) DO UPDATE SET price = excluded.price, stock = excluded.stock",
+                ") WHERE true ON CONFLICT (tenant, feed, sku) DO UPDATE SET price = excluded.price, stock = excluded.stock",
             );
             // Only placeholders are formatted into the text; every value is bound.
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(&self.tenant)
+                .bind(&self.feed);
             for row in chunk {
-                q = q
-                    .bind(&self.tenant)
-                    .bind(&self.feed)
-                    .bind(&row.sku)
-                    .bind(&row.price)
-                    .bind(row.stock);
+                q = q.bind(&row.sku).bind(&row.price).bind(row.stock);
             }
             q.execute(&mut *self.tx).await?;
         }

@@ -1,0 +1,162 @@
+//! Ingest benchmark: a generated price CSV served from a loopback HTTP server, imported by a
+//! real `syncd run` (release build) through the real `feed_fetch` job into SQLite.
+//!
+//! ```text
+//! cargo build --release && cargo run --release --example ingest_bench -- 1000000
+//! ```
+//!
+//! Prints rows/s (from the job's own start/finish, download + parse + write + commit) and
+//! the daemon's peak RSS (VmHWM from /proc). Nothing here is a pass/fail test.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::header;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn main() -> anyhow::Result<()> {
+    let rows: u64 = std::env::args()
+        .nth(1)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir()?;
+    let csv = dir.path().join("price.csv");
+    generate(&csv, rows)?;
+    let size = std::fs::metadata(&csv)?.len();
+
+    let rt = tokio::runtime::Runtime::new()?;
+    let addr = rt.block_on(serve(csv.clone()))?;
+    std::fs::create_dir_all(dir.path().join("jobs"))?;
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "[scheduler]\nspread = \"0s\"\n[queue]\npoll_interval = \"100ms\"\n",
+    )?;
+    std::fs::write(
+        dir.path().join("jobs/bench.toml"),
+        format!(
+            "tenant = \"bench\"\n[[feed]]\nname = \"prices\"\nurl = \"http://{addr}/price.csv\"\n\
+             schedule = \"every 24h\"\n[feed.columns]\nsku = \"sku\"\nprice = \"price\"\nstock = \"stock\"\n"
+        ),
+    )?;
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/syncd");
+    anyhow::ensure!(
+        bin.exists(),
+        "build the daemon first: cargo build --release"
+    );
+    let log = dir.path().join("daemon.log");
+    let mut child = Command::new(&bin)
+        .arg("--config")
+        .arg(dir.path().join("config.toml"))
+        .arg("run")
+        .env("RUST_LOG", "syncd=info")
+        .stderr(Stdio::from(std::fs::File::create(&log)?))
+        .spawn()?;
+    let pid = child.id();
+    // First import into an empty table, then a forced re-fetch that replaces every row:
+    // the daily case.
+    let first = wait_for_job(&log, 1)?;
+    let refetch = Command::new(&bin)
+        .arg("--config")
+        .arg(dir.path().join("config.toml"))
+        .args(["refetch", "bench/prices", "--force"])
+        .output()?;
+    anyhow::ensure!(refetch.status.success(), "refetch failed: {refetch:?}");
+    let second = wait_for_job(&log, 2)?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let peak_kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+    child.wait()?;
+    let text = std::fs::read_to_string(&log)?;
+    let successes = text
+        .lines()
+        .filter(|l| l.contains(&format!("detail={rows} rows")))
+        .count();
+    anyhow::ensure!(
+        successes == 2,
+        "expected two imports of {rows} rows:\n{text}"
+    );
+    for (what, ms) in [("first import", first), ("replace", second)] {
+        let secs = ms as f64 / 1000.0;
+        println!(
+            "{what:>12}: rows={rows} file={:.1} MB job={secs:.2}s rate={:.0} rows/s",
+            size as f64 / 1e6,
+            rows as f64 / secs
+        );
+    }
+    println!("peak RSS of the daemon: {:.1} MB", peak_kb as f64 / 1024.0);
+    Ok(())
+}
+
+/// Waits for the `n`-th "job finished" line and returns its elapsed_ms.
+fn wait_for_job(log: &Path, n: usize) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text
+            .lines()
+            .filter(|l| l.contains("job finished"))
+            .nth(n - 1)
+        {
+            let ms = line
+                .split("elapsed_ms=")
+                .nth(1)
+                .and_then(|v| v.split_whitespace().next());
+            return Ok(ms.and_then(|v| v.parse().ok()).unwrap_or(0));
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "import {n} did not finish:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `sku,price,stock` rows with zero-padded prices, like a distributor export.
+fn generate(path: &Path, rows: u64) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    writeln!(out, "sku,price,stock")?;
+    for i in 0..rows {
+        writeln!(
+            out,
+            "SKU{i:09},{:07}.{:02},{}",
+            (i * 7919) % 100_000,
+            i % 100,
+            i % 500
+        )?;
+    }
+    out.flush()
+}
+
+/// Serves the file as a stream (the server's memory stays flat too).
+async fn serve(path: std::path::PathBuf) -> anyhow::Result<std::net::SocketAddr> {
+    let app = Router::new().route(
+        "/price.csv",
+        axum::routing::get(move || {
+            let path = path.clone();
+            async move {
+                let file = tokio::fs::File::open(path).await.unwrap();
+                let len = file.metadata().await.unwrap().len();
+                let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/csv".to_string()),
+                        (header::CONTENT_LENGTH, len.to_string()),
+                    ],
+                    Body::from_stream(stream),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(addr)
+}
