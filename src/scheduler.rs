@@ -41,12 +41,17 @@ pub async fn run(ctx: Arc<JobContext>, shutdown: CancellationToken) -> anyhow::R
         enqueued.insert(format!("{}/{}", i.tenant, i.name), last);
     }
     info!(integrations = enqueued.len(), "scheduler started");
+    let mut last_maintenance: Option<std::time::Instant> = None;
     let mut every_second = tokio::time::interval(Duration::from_secs(1));
     every_second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = every_second.tick() => {}
+        }
+        if last_maintenance.is_none_or(|t| t.elapsed() >= MAINTENANCE_EVERY) {
+            last_maintenance = Some(std::time::Instant::now());
+            maintenance(&ctx).await;
         }
         let now = Utc::now();
         for i in ctx.catalog.integrations() {
@@ -71,6 +76,25 @@ pub async fn run(ctx: Arc<JobContext>, shutdown: CancellationToken) -> anyhow::R
     }
     info!("scheduler stopped");
     Ok(())
+}
+
+/// How often finished queue tasks and run counters are pruned.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
+/// How long finished tasks and run counters are kept (for inspection after an incident).
+const KEEP_FINISHED: Duration = Duration::from_secs(7 * 24 * 3600);
+
+async fn maintenance(ctx: &JobContext) {
+    let keep = chrono::Duration::from_std(KEEP_FINISHED).unwrap_or(chrono::Duration::days(7));
+    match ctx.store.prune_runs(keep).await {
+        Ok(n) if n > 0 => info!(pruned = n, "old job run counters pruned"),
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "pruning job run counters failed"),
+    }
+    match ctx.queue.vacuum(KEEP_FINISHED).await {
+        Ok(n) if n > 0 => info!(pruned = n, "old finished tasks removed from the queue"),
+        Ok(_) => {}
+        Err(e) => warn!(error = %format!("{e:#}"), "cleaning the queue failed"),
+    }
 }
 
 async fn enqueue_tick(

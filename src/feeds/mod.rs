@@ -72,6 +72,7 @@ pub fn secret(auth: &Auth) -> Result<String, Outcome> {
 
 /// Creates the spool file in `work_dir`.
 pub(crate) fn spool_file(work_dir: &Path) -> Result<NamedTempFile, Outcome> {
+    let _ = std::fs::create_dir_all(work_dir);
     tempfile::Builder::new()
         .prefix("syncd-feed-")
         .tempfile_in(work_dir)

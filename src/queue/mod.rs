@@ -150,6 +150,40 @@ impl Queue {
         })
     }
 
+    /// Deletes finished tasks older than `keep`, so the queue does not grow forever.
+    ///
+    /// On SQLite this is our own statement: apalis' `vacuum_before` compares its integer
+    /// `run_at` with a date string (so it deletes every finished task whatever its age),
+    /// ignores the queue name and ends with a full `VACUUM` that rewrites the whole state
+    /// database under an exclusive lock. On Redis apalis' script is right.
+    pub async fn vacuum(&self, keep: Duration) -> anyhow::Result<usize> {
+        let mut total = 0;
+        for &kind in ALL_KINDS {
+            total += match &self.backend {
+                Backend::Sqlite(pool) => {
+                    let cutoff = (Utc::now().timestamp() - keep.as_secs() as i64).max(0);
+                    sqlx::query(
+                        "DELETE FROM Jobs WHERE job_type = ? AND status IN ('Done', 'Killed')
+                         AND done_at IS NOT NULL AND done_at < ?",
+                    )
+                    .bind(self.queue_name(kind))
+                    .bind(cutoff)
+                    .execute(pool)
+                    .await?
+                    .rows_affected() as usize
+                }
+                Backend::Redis(conn) => {
+                    use apalis_core::backend::Vacuum;
+                    self.redis_storage(conn, kind)
+                        .vacuum_before(keep)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("vacuuming the Redis queue failed: {e}"))?
+                }
+            };
+        }
+        Ok(total)
+    }
+
     /// Runs one worker per job kind until `shutdown` fires, then lets in-flight jobs finish
     /// for at most `[shutdown_grace]`. Jobs not started stay queued; jobs cut off by the grace
     /// period are picked up again after the orphan timeout.

@@ -29,6 +29,12 @@ impl TestEnv {
 
     /// Redis queue at `url`, with a namespace of its own so tests sharing a Redis never meet.
     pub fn redis(url: &str) -> Self {
+        let addr = url.trim_start_matches("redis://");
+        assert!(
+            std::net::TcpStream::connect(addr).is_ok(),
+            "these tests need Redis at {url}; start one with: \
+             redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no"
+        );
         Self::new("redis", url)
     }
 

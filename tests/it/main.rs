@@ -2,9 +2,11 @@
 //! third parties on loopback. One binary, so the build links once.
 
 mod config_errors;
+mod example;
 mod fake_distributor;
 mod feed_http;
 mod helpers;
 mod lifecycle;
+mod maintenance;
 mod redis_nodes;
 mod retries;
