@@ -42,7 +42,7 @@ fn an_unknown_config_key_names_the_file_and_the_key() {
 
 #[test]
 fn a_bad_config_value_names_the_file_and_the_key() {
-    let env = TestEnv::sqlite().with_config("max_attempts = 0");
+    let env = TestEnv::sqlite().with_config("[retry]\nmax_attempts = 0");
     let (ok, text) = check(&env);
     assert!(!ok);
     assert!(

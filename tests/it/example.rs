@@ -26,18 +26,27 @@ async fn the_example_catalog_imports_the_sample_price_file() {
     copy_dir(&repo.join("jobs"), &dir.path().join("jobs"));
     let syncd = |args: &[&str]| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_syncd"));
-        cmd.args(args).current_dir(dir.path()).env_remove("RUST_LOG");
+        cmd.args(args)
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG");
         cmd
     };
     let check = syncd(&["check-config"]).output().unwrap();
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
 
     // As the README runs it: from the directory holding config.toml, no --config.
     let mut daemon = syncd(&["run"]).stderr(Stdio::null()).spawn().unwrap();
     let status = eventually(Duration::from_secs(30), "the sample feed to import", || {
         let out = syncd(&["status", "--json"]).output().unwrap();
         let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        let row = rows.get(0).cloned().filter(|r| r["last_outcome"] == "success");
+        let row = rows
+            .get(0)
+            .cloned()
+            .filter(|r| r["last_outcome"] == "success");
         async move { row }
     })
     .await;
@@ -45,7 +54,9 @@ async fn the_example_catalog_imports_the_sample_price_file() {
     daemon.wait().unwrap();
     assert_eq!(status["tenant"], "acme");
     assert_eq!(status["items"], 5);
-    let store = syncd::store::Store::open_sqlite(&dir.path().join("syncd.db")).await.unwrap();
+    let store = syncd::store::Store::open_sqlite(&dir.path().join("syncd.db"))
+        .await
+        .unwrap();
     let prices = store.prices("acme", "sample-prices").await.unwrap();
     let mouse = prices.iter().find(|p| p.sku == "LOG-910-005").unwrap();
     assert_eq!((mouse.price.as_str(), mouse.stock), ("89.50", Some(143)));

@@ -51,7 +51,7 @@ impl TestEnv {
         env
     }
 
-    /// Adds TOML to the config, in the sections given (each call replaces the last).
+    /// Merges TOML into the test config (each call replaces the previous extra).
     pub fn with_config(mut self, extra: &str) -> Self {
         self.extra = extra.to_string();
         self.write_config();
@@ -60,49 +60,32 @@ impl TestEnv {
 
     fn write_config(&self) {
         // Fast settings for tests; every one of them is also a documented config key.
-        let mut text = format!(
-            r#"shutdown_grace = "{grace}"
+        let base = format!(
+            r#"shutdown_grace = "10s"
 [queue]
 backend = "{backend}"
 redis_url = "{redis}"
 namespace = "{ns}"
-concurrency = {concurrency}
+concurrency = 2
 poll_interval = "200ms"
 orphan_timeout = "2s"
 [retry]
-base = "{base}"
-cap = "{cap}"
-max_attempts = {max_attempts}
+base = "1s"
+cap = "2s"
+max_attempts = 8
 [scheduler]
 spread = "0s"
 [log]
 filter = "info,syncd=debug"
 "#,
-            grace = pick(&self.extra, "shutdown_grace", "\"10s\"").trim_matches('"'),
             backend = self.backend,
             redis = self.redis_url,
             ns = self.namespace,
-            concurrency = pick(&self.extra, "concurrency", "2"),
-            base = pick(&self.extra, "base", "\"1s\"").trim_matches('"'),
-            cap = pick(&self.extra, "cap", "\"2s\"").trim_matches('"'),
-            max_attempts = pick(&self.extra, "max_attempts", "8"),
         );
-        for line in self.extra.lines() {
-            let key = line.split('=').next().unwrap_or("").trim();
-            if ![
-                "shutdown_grace",
-                "concurrency",
-                "base",
-                "cap",
-                "max_attempts",
-            ]
-            .contains(&key)
-            {
-                text.push_str(line);
-                text.push('\n');
-            }
-        }
-        std::fs::write(self.config_path(), text).unwrap();
+        let mut table: toml::Table = base.parse().unwrap();
+        let extra: toml::Table = self.extra.parse().expect("test config is TOML");
+        merge(&mut table, extra);
+        std::fs::write(self.config_path(), toml::to_string(&table).unwrap()).unwrap();
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -216,14 +199,15 @@ stock = "stock"
     }
 }
 
-fn pick<'a>(extra: &'a str, key: &str, default: &'a str) -> &'a str {
-    extra
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once('=')?;
-            (k.trim() == key).then(|| v.trim())
-        })
-        .unwrap_or(default)
+fn merge(into: &mut toml::Table, from: toml::Table) {
+    for (key, value) in from {
+        match (into.get_mut(&key), value) {
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
+    }
 }
 
 /// A running `syncd run`; killed when dropped. Its log is printed if the test fails.

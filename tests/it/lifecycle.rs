@@ -53,7 +53,7 @@ async fn a_job_killed_mid_run_completes_after_restart_on_redis() {
 async fn sigterm_lets_the_running_job_finish_exits_zero_and_leaves_queued_jobs_queued() {
     let slow = FakeDistributor::start(Reply::csv(GOOD).trickle(Duration::from_secs(3))).await;
     let other = FakeDistributor::start(Reply::csv(GOOD)).await;
-    let env = TestEnv::sqlite().with_config("concurrency = 1");
+    let env = TestEnv::sqlite().with_config("[queue]\nconcurrency = 1");
     let catalog = format!(
         "tenant = \"acme\"\n{}{}",
         env.http_feed("slow", &slow.url("/slow.csv")),
@@ -93,4 +93,50 @@ async fn sigterm_lets_the_running_job_finish_exits_zero_and_leaves_queued_jobs_q
     // Its tick job imports the file; the re-fetch then finds it unchanged (304).
     wait_for_outcome(&env, "other", Duration::from_secs(20), |o| o == "unchanged").await;
     assert_eq!(other.count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_keeps_killing_its_worker_ends_in_an_issue_instead_of_looping() {
+    // Every download hangs; the daemon is killed each time it starts one.
+    let fake = FakeDistributor::start(Reply::csv(GOOD).trickle(Duration::from_secs(60))).await;
+    let env = TestEnv::sqlite().with_config("[queue]\nmax_interrupted_runs = 2");
+    env.write_catalog(
+        "acme",
+        &format!(
+            "tenant = \"acme\"\n{}",
+            env.http_feed("prices", &fake.url("/p.csv"))
+        ),
+    );
+    for run in 1..=2 {
+        let mut daemon = env.spawn();
+        eventually(
+            Duration::from_secs(30),
+            &format!("download number {run}"),
+            || {
+                let started = fake.count() == run;
+                async move { started.then_some(()) }
+            },
+        )
+        .await;
+        daemon.kill9();
+    }
+    let _daemon = env.spawn();
+    let issue = eventually(Duration::from_secs(30), "retries_exhausted", || {
+        let found = open_issues(&env, "prices", "retries_exhausted").pop();
+        async move { found }
+    })
+    .await;
+    assert!(
+        issue["message"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted 2 times"),
+        "{issue}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        fake.count(),
+        2,
+        "the job was given up, not started a third time"
+    );
 }

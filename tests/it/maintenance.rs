@@ -18,7 +18,10 @@ async fn the_sqlite_queue_drops_only_finished_tasks_older_than_the_retention() {
         queue.push(&job, None, None).await.unwrap();
     }
     let now = chrono::Utc::now().timestamp();
-    let ids: Vec<(String,)> = sqlx::query_as("SELECT id FROM Jobs ORDER BY id").fetch_all(store.pool()).await.unwrap();
+    let ids: Vec<(String,)> = sqlx::query_as("SELECT id FROM Jobs ORDER BY id")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
     // One finished long ago, one finished just now, one still pending.
     for (id, done_at) in [(&ids[0].0, now - 30 * 24 * 3600), (&ids[1].0, now)] {
         sqlx::query("UPDATE Jobs SET status = 'Done', done_at = ? WHERE id = ?")
@@ -28,8 +31,22 @@ async fn the_sqlite_queue_drops_only_finished_tasks_older_than_the_retention() {
             .await
             .unwrap();
     }
-    assert_eq!(queue.vacuum(Duration::from_secs(7 * 24 * 3600)).await.unwrap(), 1);
-    let left: Vec<(String, String)> =
-        sqlx::query_as("SELECT id, status FROM Jobs ORDER BY id").fetch_all(store.pool()).await.unwrap();
-    assert_eq!(left, vec![(ids[1].0.clone(), "Done".into()), (ids[2].0.clone(), "Pending".into())]);
+    assert_eq!(
+        queue
+            .vacuum(Duration::from_secs(7 * 24 * 3600))
+            .await
+            .unwrap(),
+        1
+    );
+    let left: Vec<(String, String)> = sqlx::query_as("SELECT id, status FROM Jobs ORDER BY id")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        left,
+        vec![
+            (ids[1].0.clone(), "Done".into()),
+            (ids[2].0.clone(), "Pending".into())
+        ]
+    );
 }

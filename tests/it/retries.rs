@@ -21,7 +21,7 @@ fn feed_env(fake: &FakeDistributor, config: &str) -> TestEnv {
 async fn two_server_errors_are_retried_with_backoff_then_succeed_without_an_issue() {
     let fake = FakeDistributor::start(Reply::csv(GOOD)).await;
     fake.then([Reply::status(500), Reply::status(500)]);
-    let env = feed_env(&fake, "base = \"1s\"\ncap = \"4s\"");
+    let env = feed_env(&fake, "[retry]\nbase = \"1s\"\ncap = \"4s\"");
     let daemon = env.spawn();
 
     let status =
@@ -48,7 +48,7 @@ async fn an_outage_opens_connection_failed_while_retrying_and_success_resolves_i
     fake.then((0..5).map(|_| Reply::status(503)));
     let env = feed_env(
         &fake,
-        "base = \"500ms\"\ncap = \"1s\"\n[issues]\ntransient_threshold = 3",
+        "[retry]\nbase = \"500ms\"\ncap = \"1s\"\n[issues]\ntransient_threshold = 3",
     );
     let _daemon = env.spawn();
 
@@ -119,7 +119,7 @@ async fn a_429_is_retried_no_earlier_than_retry_after() {
     let fake = FakeDistributor::start(Reply::csv(GOOD)).await;
     fake.then([Reply::status(429).header("retry-after", "3")]);
     // A tiny base: without Retry-After the retry would come almost at once.
-    let env = feed_env(&fake, "base = \"100ms\"\ncap = \"200ms\"");
+    let env = feed_env(&fake, "[retry]\nbase = \"100ms\"\ncap = \"200ms\"");
     let _daemon = env.spawn();
 
     wait_for_outcome(&env, "prices", Duration::from_secs(30), |o| o == "success").await;
@@ -148,7 +148,10 @@ async fn a_missing_file_is_misconfigured_and_not_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_max_attempts_retries_stop_with_retries_exhausted() {
     let fake = FakeDistributor::start(Reply::status(502)).await;
-    let env = feed_env(&fake, "base = \"100ms\"\ncap = \"200ms\"\nmax_attempts = 3");
+    let env = feed_env(
+        &fake,
+        "[retry]\nbase = \"100ms\"\ncap = \"200ms\"\nmax_attempts = 3",
+    );
     let _daemon = env.spawn();
     let issue = eventually(Duration::from_secs(30), "retries_exhausted", || {
         let found = open_issues(&env, "prices", "retries_exhausted").pop();
