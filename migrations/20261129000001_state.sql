@@ -16,6 +16,9 @@ CREATE TABLE IF NOT EXISTS sync_state (
     -- Set on rejected credentials: no scheduled runs until a re-fetch or a passing test.
     paused               INTEGER NOT NULL DEFAULT 0,
     paused_reason        TEXT,
+    -- Salted SHA-256 of the secret that was refused ("salt$hash"): when the secret in the
+    -- environment differs, the credentials have changed and scheduled runs resume.
+    paused_secret_fp     TEXT,
     next_retry_at        TEXT,
     -- Change detection for the source (HTTP validators, file size and mtime).
     etag                 TEXT,

@@ -502,6 +502,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_documented_example_loads_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("acme.toml"),
+            r#"tenant = "acme"
+
+[[feed]]
+name = "ingram-prices"
+url = "https://feeds.example.com/acme/price.csv"
+schedule = "every 6h"            # or a 5/6-field cron expression
+stale_after = "26h"
+auth = { kind = "basic", username = "acme", password_env = "ACME_INGRAM_PASSWORD" }
+[feed.format]
+delimiter = ";"                  # default ","
+header = true                    # false: columns are 1-based positions
+decimal = ","                    # default "."
+[feed.columns]
+sku = "Artikel"                  # or sku = 1 when header = false
+price = "Prijs"
+stock = "Voorraad"               # optional
+"#,
+        )
+        .unwrap();
+        let catalog = Catalog::load(dir.path()).unwrap();
+        let feed = catalog.feed("acme", "ingram-prices").unwrap();
+        assert_eq!(feed.format.delimiter, b';');
+        assert_eq!(feed.format.decimal, b',');
+        assert_eq!(feed.columns.stock, Some(ColumnRef::Name("Voorraad".into())));
+        assert_eq!(feed.stale_after, Some(Duration::from_secs(26 * 3600)));
+        assert!(matches!(&feed.auth, Some(Auth::Basic { username, .. }) if username == "acme"));
+    }
+
+    #[test]
     fn every_ticks_are_stable_and_spread_per_integration() {
         let s: Schedule = "every 6h".parse().unwrap();
         let now = Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap();

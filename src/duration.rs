@@ -12,9 +12,17 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("`{text}` is not a duration like \"30s\", \"5m\" or \"26h\" ({e})"))
 }
 
-/// Formats a duration the way it would be written in config (`"6h"`, `"1m 30s"`).
+/// Formats a duration the way it would be written in config: the largest whole unit
+/// (`"26h"`, `"90m"`, `"45s"`, `"250ms"`).
 pub fn format(d: Duration) -> String {
-    humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
+    let ms = d.as_millis();
+    match ms {
+        0 => "0s".into(),
+        _ if ms.is_multiple_of(3_600_000) => format!("{}h", ms / 3_600_000),
+        _ if ms.is_multiple_of(60_000) => format!("{}m", ms / 60_000),
+        _ if ms.is_multiple_of(1000) => format!("{}s", ms / 1000),
+        _ => format!("{ms}ms"),
+    }
 }
 
 /// `#[serde(with = "crate::duration")]` for a required duration.
@@ -60,5 +68,8 @@ mod tests {
         assert_eq!(parse("26h").unwrap(), Duration::from_secs(26 * 3600));
         assert_eq!(parse("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse("30").unwrap_err().contains("`30`"));
+        for text in ["26h", "90m", "45s", "250ms"] {
+            assert_eq!(format(parse(text).unwrap()), text);
+        }
     }
 }

@@ -38,7 +38,9 @@ pub async fn run(ctx: Arc<JobContext>, shutdown: CancellationToken) -> anyhow::R
             .state(i.tenant, i.name)
             .await?
             .and_then(|s| s.last_tick_at);
-        enqueued.insert(format!("{}/{}", i.tenant, i.name), last);
+        let key = format!("{}/{}", i.tenant, i.name);
+        enqueued.insert(key.clone(), last);
+        resume_if_credentials_changed(&ctx, i.tenant, i.name, job_kind(i.kind), &key).await?;
     }
     info!(integrations = enqueued.len(), "scheduler started");
     let mut last_maintenance: Option<std::time::Instant> = None;
@@ -97,6 +99,30 @@ async fn maintenance(ctx: &JobContext) {
     }
 }
 
+/// A paused integration whose secret has changed since it was refused (the operator renewed
+/// the environment file and restarted) is resumed and run at once. The idempotency key
+/// carries the refused fingerprint, so several nodes starting together run it once.
+async fn resume_if_credentials_changed(
+    ctx: &JobContext,
+    tenant: &str,
+    name: &str,
+    kind: JobKind,
+    key: &str,
+) -> anyhow::Result<()> {
+    let Some(fp) = ctx.store.paused_secret_fp(tenant, name).await? else {
+        return Ok(());
+    };
+    if !crate::jobs::secret_changed(&ctx.catalog, tenant, name, &fp) {
+        return Ok(());
+    }
+    info!(integration = %key, "credentials changed since they were refused; resuming");
+    ctx.store.unpause(tenant, name).await?;
+    let job = Job::new(kind, tenant, name, Trigger::Schedule);
+    ctx.queue
+        .push(&job, None, Some(format!("resume:{key}:{fp}")))
+        .await
+}
+
 async fn enqueue_tick(
     ctx: &JobContext,
     tenant: &str,
@@ -105,11 +131,19 @@ async fn enqueue_tick(
     key: &str,
     tick: DateTime<Utc>,
 ) -> anyhow::Result<()> {
-    let paused = ctx
+    let mut paused = ctx
         .store
         .state(tenant, name)
         .await?
         .is_some_and(|s| s.paused);
+    if paused
+        && let Some(fp) = ctx.store.paused_secret_fp(tenant, name).await?
+        && crate::jobs::secret_changed(&ctx.catalog, tenant, name, &fp)
+    {
+        info!(integration = %key, "credentials changed since they were refused; resuming scheduled runs");
+        ctx.store.unpause(tenant, name).await?;
+        paused = false;
+    }
     if paused {
         debug!(integration = %key, "paused; tick skipped");
     } else {

@@ -337,7 +337,11 @@ pub async fn apply_outcome(ctx: &JobContext, job: &Job, result: RunResult) -> an
                 .record_failure(tenant, integration, label, message, false, None)
                 .await?;
             raise(ctx, job, IssueKind::CredentialsRejected, message).await?;
-            store.pause(tenant, integration, message).await?;
+            let salt = format!("{:016x}", rand::random::<u64>());
+            let fp = secret_fingerprint(ctx.catalog(), tenant, integration, &salt);
+            store
+                .pause(tenant, integration, message, fp.as_deref())
+                .await?;
             error!(outcome = label, %message, "credentials rejected; scheduled runs paused");
         }
         Outcome::Invalid { kind, message } => {
@@ -356,6 +360,41 @@ pub async fn apply_outcome(ctx: &JobContext, job: &Job, result: RunResult) -> an
         }
     }
     Ok(())
+}
+
+/// A salted SHA-256 of the integration's current secret, as `salt$hex`; `None` when it has
+/// no secret or the variable is not set. Stored when credentials are refused, so that a
+/// changed secret (a restart with a renewed environment file) lifts the pause by itself;
+/// the secret itself is never stored.
+pub fn secret_fingerprint(
+    catalog: &Catalog,
+    tenant: &str,
+    integration: &str,
+    salt: &str,
+) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let auth = catalog.feed(tenant, integration)?.auth.as_ref()?;
+    let secret = std::env::var(auth.secret_env()).ok()?;
+    let digest = Sha256::new()
+        .chain_update(salt.as_bytes())
+        .chain_update([0u8])
+        .chain_update(secret.as_bytes())
+        .finalize();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    Some(format!("{salt}${hex}"))
+}
+
+/// Whether the secret in the environment differs from the one that was refused.
+pub fn secret_changed(
+    catalog: &Catalog,
+    tenant: &str,
+    integration: &str,
+    refused_fp: &str,
+) -> bool {
+    let Some((salt, _)) = refused_fp.split_once('$') else {
+        return false;
+    };
+    secret_fingerprint(catalog, tenant, integration, salt).is_some_and(|now| now != refused_fp)
 }
 
 async fn raise(ctx: &JobContext, job: &Job, kind: IssueKind, message: &str) -> anyhow::Result<()> {

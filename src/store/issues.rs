@@ -137,7 +137,8 @@ pub fn hint(kind: IssueKind, tenant: &str, integration: &str) -> String {
     match kind {
         IssueKind::CredentialsRejected => format!(
             "The source refused our credentials. Renew them (the environment variable named \
-             in the catalog's `auth`), then run `syncd refetch {target}`. Scheduled runs are \
+             in the catalog's `auth`) and restart syncd, which resumes the integration when \
+             the secret has changed; or run `syncd refetch {target}`. Scheduled runs are \
              paused until then so that retries cannot lock the account."
         ),
         IssueKind::ConnectionFailed => format!(

@@ -123,7 +123,7 @@ impl Store {
         sqlx::query(
             "UPDATE sync_state SET last_attempt_at = ?, last_success_at = ?, last_outcome = ?,
                  last_error = NULL, items = COALESCE(?, items), consecutive_failures = 0,
-                 paused = 0, paused_reason = NULL, next_retry_at = NULL,
+                 paused = 0, paused_reason = NULL, paused_secret_fp = NULL, next_retry_at = NULL,
                  etag = CASE WHEN ? THEN ? ELSE etag END,
                  last_modified = CASE WHEN ? THEN ? ELSE last_modified END,
                  source_size = CASE WHEN ? THEN ? ELSE source_size END,
@@ -179,13 +179,50 @@ impl Store {
         Ok(row.0)
     }
 
-    /// Suspends scheduled runs (credentials rejected).
-    pub async fn pause(&self, tenant: &str, integration: &str, reason: &str) -> sqlx::Result<()> {
+    /// Suspends scheduled runs (credentials rejected). `secret_fp` identifies the refused
+    /// secret (see [`crate::jobs::secret_fingerprint`]).
+    pub async fn pause(
+        &self,
+        tenant: &str,
+        integration: &str,
+        reason: &str,
+        secret_fp: Option<&str>,
+    ) -> sqlx::Result<()> {
         sqlx::query(
-            "UPDATE sync_state SET paused = 1, paused_reason = ?, next_retry_at = NULL
+            "UPDATE sync_state SET paused = 1, paused_reason = ?, paused_secret_fp = ?, next_retry_at = NULL
              WHERE tenant = ? AND integration = ?",
         )
         .bind(reason)
+        .bind(secret_fp)
+        .bind(tenant)
+        .bind(integration)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The fingerprint of the secret refused when the integration was paused.
+    pub async fn paused_secret_fp(
+        &self,
+        tenant: &str,
+        integration: &str,
+    ) -> sqlx::Result<Option<String>> {
+        let row: Option<(Option<String>,)> = sqlx::query_as(
+            "SELECT paused_secret_fp FROM sync_state WHERE tenant = ? AND integration = ? AND paused = 1",
+        )
+        .bind(tenant)
+        .bind(integration)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.and_then(|r| r.0))
+    }
+
+    /// Lifts a pause (credentials changed).
+    pub async fn unpause(&self, tenant: &str, integration: &str) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE sync_state SET paused = 0, paused_reason = NULL, paused_secret_fp = NULL
+             WHERE tenant = ? AND integration = ?",
+        )
         .bind(tenant)
         .bind(integration)
         .execute(self.pool())

@@ -176,11 +176,17 @@ stock = "stock"
 
     /// Starts `syncd run` in the background; its log goes to `daemon-N.log`.
     pub fn spawn(&self) -> Daemon {
+        self.spawn_with_env(&[])
+    }
+
+    /// Starts `syncd run` with extra environment variables (e.g. a renewed secret).
+    pub fn spawn_with_env(&self, vars: &[(&str, &str)]) -> Daemon {
         let n = std::fs::read_dir(self.dir.path()).unwrap().count();
         let log = self.dir.path().join(format!("daemon-{n}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let child = self
             .command(&["run"])
+            .envs(vars.iter().copied())
             .stdout(Stdio::from(file.try_clone().unwrap()))
             .stderr(Stdio::from(file))
             .spawn()

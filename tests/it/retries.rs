@@ -168,3 +168,34 @@ async fn after_max_attempts_retries_stop_with_retries_exhausted() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(fake.count(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_secret_resumes_a_paused_integration_after_a_restart() {
+    let fake = FakeDistributor::start(Reply::status(401)).await;
+    let env = feed_env(&fake, "");
+    let mut daemon = env.spawn();
+    wait_for_outcome(&env, "prices", Duration::from_secs(20), |o| o == "rejected").await;
+    daemon.signal("TERM");
+    assert!(daemon.wait_exit(Duration::from_secs(15)).success());
+
+    // Restarted with the same refused secret: still paused, nothing is tried.
+    let mut daemon = env.spawn();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(fake.count(), 1);
+    assert_eq!(env.status_of("prices")["paused"], true);
+    daemon.signal("TERM");
+    assert!(daemon.wait_exit(Duration::from_secs(15)).success());
+
+    // The operator renews the password in the environment file and restarts: the pause
+    // lifts by itself and the feed runs at once.
+    fake.set_fallback(Reply::csv(GOOD));
+    let _daemon = env.spawn_with_env(&[("TEST_FEED_PASSWORD", "renewed-password")]);
+    let status =
+        wait_for_outcome(&env, "prices", Duration::from_secs(20), |o| o == "success").await;
+    assert_eq!(status["paused"], false);
+    assert_eq!(fake.count(), 2);
+    assert!(
+        env.issues(false).is_empty(),
+        "the success resolved credentials_rejected"
+    );
+}
