@@ -24,7 +24,7 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir()?;
     let csv = dir.path().join("price.csv");
-    generate(&csv, rows)?;
+    generate(&csv, rows, false)?;
     let size = std::fs::metadata(&csv)?.len();
 
     let rt = tokio::runtime::Runtime::new()?;
@@ -58,6 +58,9 @@ fn main() -> anyhow::Result<()> {
     // First import into an empty table, then a forced re-fetch that replaces every row:
     // the daily case.
     let first = wait_for_job(&log, 1)?;
+    // The next day's file: 10% of prices and 5% of stock levels changed, 1% of the parts
+    // gone and as many new ones, so the replace also writes change records.
+    generate(&csv, rows, true)?;
     let refetch = Command::new(&bin)
         .arg("--config")
         .arg(dir.path().join("config.toml"))
@@ -120,16 +123,28 @@ fn wait_for_job(log: &Path, n: usize) -> anyhow::Result<u64> {
 }
 
 /// `sku,price,stock` rows with zero-padded prices, like a distributor export.
-fn generate(path: &Path, rows: u64) -> std::io::Result<()> {
+fn generate(path: &Path, rows: u64, next_day: bool) -> std::io::Result<()> {
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     writeln!(out, "sku,price,stock")?;
     for i in 0..rows {
+        let mut sku = i;
+        let mut cents = i % 100;
+        let mut stock = i % 500;
+        if next_day {
+            if i % 100 == 7 {
+                sku = rows + i; // gone, replaced by a new part
+            }
+            if i % 10 == 3 {
+                cents = (cents + 1) % 100;
+            }
+            if i % 20 == 5 {
+                stock += 1;
+            }
+        }
         writeln!(
             out,
-            "SKU{i:09},{:07}.{:02},{}",
-            (i * 7919) % 100_000,
-            i % 100,
-            i % 500
+            "SKU{sku:09},{:07}.{cents:02},{stock}",
+            (i * 7919) % 100_000
         )?;
     }
     out.flush()

@@ -29,6 +29,11 @@ CREATE TABLE IF NOT EXISTS sync_state (
     last_tick_at         TEXT,
     -- A forced re-fetch that is queued and not yet started.
     refetch_requested_at TEXT,
+    -- What the last import changed.
+    changes_added        BIGINT,
+    changes_removed      BIGINT,
+    changes_price        BIGINT,
+    changes_stock        BIGINT,
     PRIMARY KEY (tenant, integration)
 );
 
@@ -49,16 +54,40 @@ CREATE UNIQUE INDEX IF NOT EXISTS issues_one_open
     ON issues (tenant, integration, kind) WHERE resolved_at IS NULL;
 CREATE INDEX IF NOT EXISTS issues_by_tenant ON issues (tenant, resolved_at);
 
--- A feed's current price list, replaced whole in one transaction per successful run.
+-- A feed's current price list. A full file replaces it, a delta file (action codes) changes
+-- it; either way inside one transaction, so readers never see a half-imported list.
 CREATE TABLE IF NOT EXISTS prices (
-    tenant TEXT   NOT NULL,
-    feed   TEXT   NOT NULL,
-    sku    TEXT   NOT NULL,
+    tenant      TEXT    NOT NULL,
+    feed        TEXT    NOT NULL,
+    sku         TEXT    NOT NULL,
     -- Exact decimal text ("123.45"): money is never a float.
-    price  TEXT   NOT NULL,
-    stock  BIGINT,
+    price       TEXT    NOT NULL,
+    stock       BIGINT,
+    mpn         TEXT,
+    ean         TEXT,
+    description TEXT,
+    currency    TEXT,
     PRIMARY KEY (tenant, feed, sku)
 ) WITHOUT ROWID; -- clustered on the key: one B-tree to write instead of a table and an index
+
+-- What each import changed, per part, written in the same transaction as the prices: the
+-- source of price.changed / stock.changed events. A first import records no per-part rows
+-- (everything would be "added"); its count is in sync_state.
+CREATE TABLE IF NOT EXISTS price_changes (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant      TEXT    NOT NULL,
+    feed        TEXT    NOT NULL,
+    run         TEXT    NOT NULL,
+    sku         TEXT    NOT NULL,
+    -- added | removed | changed
+    change      TEXT    NOT NULL,
+    old_price   TEXT,
+    new_price   TEXT,
+    old_stock   BIGINT,
+    new_stock   BIGINT,
+    recorded_at TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS price_changes_by_feed ON price_changes (tenant, feed, id);
 
 -- Runs per job id, counted by us: a job that kills its worker again and again ends in an
 -- issue instead of looping through the queue's orphan recovery forever.

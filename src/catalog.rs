@@ -75,6 +75,42 @@ pub struct FeedSpec {
     pub format: FeedFormat,
     /// Which columns hold what.
     pub columns: Columns,
+    /// Fraction of unreadable rows tolerated (default: `[feeds] max_error_rate`).
+    #[serde(default)]
+    pub max_error_rate: Option<f64>,
+    /// Largest tolerated drop in row count against the last good import, as a fraction
+    /// (default: `[feeds] max_shrink`); a bigger drop is `invalid_feed` unless forced.
+    #[serde(default)]
+    pub max_shrink: Option<f64>,
+}
+
+impl FeedSpec {
+    /// Whether the file carries action codes (a delta) instead of the whole list.
+    pub fn is_delta(&self) -> bool {
+        self.columns.action.is_some()
+    }
+
+    /// The archive format, with `auto` resolved from the URL.
+    pub fn archive(&self) -> Archive {
+        match self.format.archive {
+            Archive::Auto => {
+                let path = self
+                    .url
+                    .split(['?', '#'])
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
+                if path.ends_with(".zip") {
+                    Archive::Zip
+                } else if path.ends_with(".gz") {
+                    Archive::Gzip
+                } else {
+                    Archive::None
+                }
+            }
+            other => other,
+        }
+    }
 }
 
 /// Feed credentials; the secret itself comes from the named environment variable.
@@ -120,6 +156,55 @@ pub struct FeedFormat {
     /// Quote character (default `"`).
     #[serde(deserialize_with = "single_byte")]
     pub quote: u8,
+    /// `delimited` (default) or `fixed` (columns are `{ start, length }` in characters).
+    pub layout: Layout,
+    /// Character encoding: `utf-8` (default; a BOM is removed), `latin1`, `windows-1252`, or
+    /// any WHATWG label.
+    #[serde(deserialize_with = "encoding")]
+    pub encoding: &'static encoding_rs::Encoding,
+    /// `auto` (default: from the URL's `.zip`/`.gz` ending), `none`, `zip` or `gzip`.
+    pub archive: Archive,
+    /// For zip archives: the member to read, a name or a glob (`PRICE*.TXT`); default: the
+    /// archive's only file.
+    pub member: Option<String>,
+}
+
+/// How fields are separated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// Separated by `delimiter`, optionally quoted.
+    Delimited,
+    /// Fixed character positions per column.
+    Fixed,
+}
+
+/// Whether the download is an archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Archive {
+    /// From the URL: `.zip` → zip, `.gz` → gzip, otherwise none.
+    Auto,
+    /// A plain file.
+    None,
+    /// A zip archive; `member` picks the file.
+    Zip,
+    /// A gzip stream.
+    Gzip,
+}
+
+fn encoding<'de, D: Deserializer<'de>>(d: D) -> Result<&'static encoding_rs::Encoding, D::Error> {
+    let label = String::deserialize(d)?;
+    let wanted = match label.to_ascii_lowercase().as_str() {
+        "latin1" | "latin-1" => "iso-8859-1",
+        other => other,
+    }
+    .to_string();
+    encoding_rs::Encoding::for_label(wanted.as_bytes()).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "`{label}` is not a known encoding (use utf-8, latin1 or windows-1252)"
+        ))
+    })
 }
 
 impl Default for FeedFormat {
@@ -129,6 +214,10 @@ impl Default for FeedFormat {
             header: true,
             decimal: b'.',
             quote: b'"',
+            layout: Layout::Delimited,
+            encoding: encoding_rs::UTF_8,
+            archive: Archive::Auto,
+            member: None,
         }
     }
 }
@@ -144,9 +233,45 @@ pub struct Columns {
     /// Units in stock (optional).
     #[serde(default)]
     pub stock: Option<ColumnRef>,
+    /// Manufacturer part number (optional).
+    #[serde(default)]
+    pub mpn: Option<ColumnRef>,
+    /// EAN/GTIN barcode (optional).
+    #[serde(default)]
+    pub ean: Option<ColumnRef>,
+    /// Description (optional).
+    #[serde(default)]
+    pub description: Option<ColumnRef>,
+    /// Currency code (optional).
+    #[serde(default)]
+    pub currency: Option<ColumnRef>,
+    /// Action code for delta files (optional): `A` add, `C` change, `D` delete. With an
+    /// action column the file changes the stored list instead of replacing it.
+    #[serde(default)]
+    pub action: Option<ColumnRef>,
 }
 
-/// A column by header name or 1-based position.
+impl Columns {
+    /// Every configured column with its key name.
+    pub fn all(&self) -> Vec<(&'static str, &ColumnRef)> {
+        let mut out = vec![("sku", &self.sku), ("price", &self.price)];
+        for (key, col) in [
+            ("stock", &self.stock),
+            ("mpn", &self.mpn),
+            ("ean", &self.ean),
+            ("description", &self.description),
+            ("currency", &self.currency),
+            ("action", &self.action),
+        ] {
+            if let Some(c) = col {
+                out.push((key, c));
+            }
+        }
+        out
+    }
+}
+
+/// A column by header name, 1-based position, or (fixed layout) character span.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]
 pub enum ColumnRef {
@@ -154,6 +279,13 @@ pub enum ColumnRef {
     Position(usize),
     /// Header text (matched after trimming, case-insensitively).
     Name(String),
+    /// Fixed layout: `{ start = 1, length = 10 }`, 1-based, in characters.
+    Span {
+        /// First character, 1-based.
+        start: usize,
+        /// Number of characters.
+        length: usize,
+    },
 }
 
 impl std::fmt::Display for ColumnRef {
@@ -161,6 +293,9 @@ impl std::fmt::Display for ColumnRef {
         match self {
             ColumnRef::Position(p) => write!(f, "column {p}"),
             ColumnRef::Name(n) => write!(f, "column \"{n}\""),
+            ColumnRef::Span { start, length } => {
+                write!(f, "characters {start}..{}", start + length - 1)
+            }
         }
     }
 }
@@ -475,24 +610,50 @@ fn check_url(raw: &str) -> Result<(), String> {
 }
 
 fn check_columns(feed: &FeedSpec) -> Result<(), String> {
-    let c = &feed.columns;
-    let all = [
-        ("sku", Some(&c.sku)),
-        ("price", Some(&c.price)),
-        ("stock", c.stock.as_ref()),
-    ];
-    for (key, col) in all {
+    let fixed = feed.format.layout == Layout::Fixed;
+    for (key, col) in feed.columns.all() {
         match col {
-            Some(ColumnRef::Position(0)) => {
+            ColumnRef::Position(0) => {
                 return Err(format!("key `columns.{key}`: positions start at 1"));
             }
-            Some(ColumnRef::Name(n)) if !feed.format.header => {
+            ColumnRef::Span { start: 0, .. } => {
+                return Err(format!("key `columns.{key}`: `start` counts from 1"));
+            }
+            ColumnRef::Span { length: 0, .. } => {
+                return Err(format!("key `columns.{key}`: `length` must be at least 1"));
+            }
+            ColumnRef::Span { .. } if !fixed => {
+                return Err(format!(
+                    "key `columns.{key}`: {{ start, length }} needs `format.layout = \"fixed\"`"
+                ));
+            }
+            ColumnRef::Position(_) | ColumnRef::Name(_) if fixed => {
+                return Err(format!(
+                    "key `columns.{key}`: with `format.layout = \"fixed\"` give {{ start = …, length = … }}"
+                ));
+            }
+            ColumnRef::Name(n) if !feed.format.header => {
                 return Err(format!(
                     "key `columns.{key}`: `{n}` is a header name but `format.header = false`; give a 1-based position"
                 ));
             }
             _ => {}
         }
+    }
+    for (key, v) in [
+        ("max_error_rate", feed.max_error_rate),
+        ("max_shrink", feed.max_shrink),
+    ] {
+        if v.is_some_and(|v| !(0.0..=1.0).contains(&v)) {
+            return Err(format!("key `{key}` must be between 0 and 1"));
+        }
+    }
+    if feed.format.member.is_some() && feed.archive() != Archive::Zip {
+        return Err("key `format.member` only applies to zip archives".into());
+    }
+    if let Some(m) = &feed.format.member {
+        glob::Pattern::new(m)
+            .map_err(|e| format!("key `format.member`: `{m}` is not a valid glob ({e})"))?;
     }
     Ok(())
 }

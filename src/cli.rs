@@ -43,6 +43,10 @@ enum Command {
         /// Download even if the source looks unchanged.
         #[arg(long)]
         force: bool,
+        /// Accept a full file with far fewer rows than the last import (beyond
+        /// `max_shrink`), e.g. after the distributor really dropped part of its range.
+        #[arg(long)]
+        accept_shrink: bool,
     },
     /// Show the sync state of every integration.
     Status {
@@ -106,7 +110,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run => run(config, catalog).await,
         Command::CheckConfig => check_config(&config, &catalog),
-        Command::Refetch { target, force } => refetch(&config, &catalog, &target, force).await,
+        Command::Refetch {
+            target,
+            force,
+            accept_shrink,
+        } => refetch(&config, &catalog, &target, force, accept_shrink).await,
         Command::Status { tenant, json } => {
             status(&config, &catalog, tenant.as_deref(), json).await
         }
@@ -234,6 +242,7 @@ async fn refetch(
     catalog: &Catalog,
     target: &str,
     force: bool,
+    accept_shrink: bool,
 ) -> anyhow::Result<ExitCode> {
     let (tenant, name) = split_target(target)?;
     let integration = catalog
@@ -264,6 +273,7 @@ async fn refetch(
             Trigger::Refetch,
         );
         job.force = force;
+        job.accept_shrink = accept_shrink;
         queue.push(&job, None, None).await?;
         anyhow::Ok(job)
     }

@@ -268,8 +268,16 @@ pub struct FeedsConfig {
     pub work_dir: Option<PathBuf>,
     /// Largest download accepted, in bytes.
     pub max_download_bytes: u64,
+    /// Largest unpacked size of a zip member or gzip stream, in bytes (zip bombs).
+    pub max_decompressed_bytes: u64,
     /// Fraction of rows that may fail to parse before the whole file is rejected.
     pub max_error_rate: f64,
+    /// Largest tolerated drop in a full file's row count against the last good import
+    /// (0.5 = half the rows gone is still accepted, more is `invalid_feed`).
+    pub max_shrink: f64,
+    /// How long change records are kept.
+    #[serde(with = "duration")]
+    pub keep_changes: Duration,
 }
 
 impl Default for FeedsConfig {
@@ -277,7 +285,10 @@ impl Default for FeedsConfig {
         Self {
             work_dir: None,
             max_download_bytes: 2 * 1024 * 1024 * 1024,
+            max_decompressed_bytes: 8 * 1024 * 1024 * 1024,
             max_error_rate: 0.01,
+            max_shrink: 0.5,
+            keep_changes: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -365,6 +376,9 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&self.feeds.max_error_rate) {
             return Err("[feeds] max_error_rate must be between 0 and 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.feeds.max_shrink) {
+            return Err("[feeds] max_shrink must be between 0 and 1".into());
         }
         if !self.state.url.starts_with("sqlite:") {
             return Err(format!(

@@ -4,6 +4,7 @@
 //! the source is unchanged, or returns the failing [`Outcome`]. The parser then streams the
 //! temporary file into the database; see [`crate::jobs::feed_fetch`].
 
+pub mod decode;
 pub mod file;
 pub mod http;
 pub mod parse;

@@ -5,8 +5,8 @@
 //! few kept with their line numbers; the caller decides whether the file as a whole is usable.
 //! It never panics on any input (there is a fuzz target for that).
 
-use crate::catalog::{ColumnRef, Columns, FeedFormat};
-use crate::store::prices::PriceRow;
+use crate::catalog::{ColumnRef, Columns, FeedFormat, Layout};
+use crate::store::prices::{Action, PriceRow};
 use std::io::Read;
 
 /// How many bad rows are quoted in an issue message.
@@ -68,19 +68,41 @@ pub enum ParseError {
     Stopped,
 }
 
+/// Where each configured column is found in a record.
 struct Plan {
-    sku: usize,
-    price: usize,
-    stock: Option<usize>,
+    sku: Locator,
+    price: Locator,
+    stock: Option<Locator>,
+    mpn: Option<Locator>,
+    ean: Option<Locator>,
+    description: Option<Locator>,
+    currency: Option<Locator>,
+    action: Option<Locator>,
+}
+
+#[derive(Clone, Copy)]
+enum Locator {
+    /// 0-based field index (delimited layout).
+    Field(usize),
+    /// 0-based first character and character count (fixed layout).
+    Chars(usize, usize),
 }
 
 fn trim(b: &[u8]) -> &[u8] {
     b.trim_ascii()
 }
 
-fn resolve(col: &ColumnRef, header: Option<&csv::ByteRecord>) -> Result<usize, ParseError> {
+fn header_text(h: &[u8]) -> String {
+    String::from_utf8_lossy(trim(h))
+        .trim_start_matches('\u{feff}')
+        .trim()
+        .to_string()
+}
+
+fn resolve(col: &ColumnRef, header: Option<&csv::ByteRecord>) -> Result<Locator, ParseError> {
     match col {
-        ColumnRef::Position(p) => Ok(p.saturating_sub(1)),
+        ColumnRef::Position(p) => Ok(Locator::Field(p.saturating_sub(1))),
+        ColumnRef::Span { start, length } => Ok(Locator::Chars(start.saturating_sub(1), *length)),
         ColumnRef::Name(name) => {
             let header = header.ok_or_else(|| ParseError::MissingColumn {
                 wanted: name.clone(),
@@ -89,21 +111,14 @@ fn resolve(col: &ColumnRef, header: Option<&csv::ByteRecord>) -> Result<usize, P
             let want = name.trim().to_lowercase();
             header
                 .iter()
-                .position(|h| {
-                    let h = String::from_utf8_lossy(trim(h));
-                    h.trim_start_matches('\u{feff}').trim().to_lowercase() == want
-                })
+                .position(|h| header_text(h).to_lowercase() == want)
+                .map(Locator::Field)
                 .ok_or_else(|| ParseError::MissingColumn {
                     wanted: name.clone(),
                     found: header
                         .iter()
                         .take(20)
-                        .map(|h| {
-                            format!(
-                                "\"{}\"",
-                                String::from_utf8_lossy(trim(h)).trim_start_matches('\u{feff}')
-                            )
-                        })
+                        .map(|h| format!("\"{}\"", header_text(h)))
                         .collect::<Vec<_>>()
                         .join(", "),
                 })
@@ -111,14 +126,75 @@ fn resolve(col: &ColumnRef, header: Option<&csv::ByteRecord>) -> Result<usize, P
     }
 }
 
-/// Parses `input`, handing rows to `sink` in batches of `batch` rows. `sink` returns false to
-/// stop early.
+fn plan(columns: &Columns, header: Option<&csv::ByteRecord>) -> Result<Plan, ParseError> {
+    let opt = |c: &Option<ColumnRef>| c.as_ref().map(|c| resolve(c, header)).transpose();
+    Ok(Plan {
+        sku: resolve(&columns.sku, header)?,
+        price: resolve(&columns.price, header)?,
+        stock: opt(&columns.stock)?,
+        mpn: opt(&columns.mpn)?,
+        ean: opt(&columns.ean)?,
+        description: opt(&columns.description)?,
+        currency: opt(&columns.currency)?,
+        action: opt(&columns.action)?,
+    })
+}
+
+/// Parses `input` (UTF-8 text: decoding happens before), handing rows to `sink` in batches
+/// of `batch` rows. `sink` returns false to stop early.
 pub fn parse<R: Read>(
     input: R,
     format: &FeedFormat,
     columns: &Columns,
     batch: usize,
-    mut sink: impl FnMut(Vec<PriceRow>) -> bool,
+    sink: impl FnMut(Vec<PriceRow>) -> bool,
+) -> Result<ParseReport, ParseError> {
+    match format.layout {
+        Layout::Delimited => parse_delimited(input, format, columns, batch, sink),
+        Layout::Fixed => parse_fixed(input, format, columns, batch, sink),
+    }
+}
+
+/// Collects rows into batches and counts them.
+struct Batcher<F> {
+    rows: Vec<PriceRow>,
+    batch: usize,
+    sink: F,
+    report: ParseReport,
+}
+
+impl<F: FnMut(Vec<PriceRow>) -> bool> Batcher<F> {
+    fn push(&mut self, line: u64, row: Result<PriceRow, String>) -> Result<(), ParseError> {
+        match row {
+            Ok(r) => {
+                self.report.rows += 1;
+                self.rows.push(r);
+                if self.rows.len() >= self.batch {
+                    let full = std::mem::replace(&mut self.rows, Vec::with_capacity(self.batch));
+                    if !(self.sink)(full) {
+                        return Err(ParseError::Stopped);
+                    }
+                }
+            }
+            Err(what) => self.report.bad(line, what),
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<ParseReport, ParseError> {
+        if !self.rows.is_empty() && !(self.sink)(std::mem::take(&mut self.rows)) {
+            return Err(ParseError::Stopped);
+        }
+        Ok(self.report)
+    }
+}
+
+fn parse_delimited<R: Read>(
+    input: R,
+    format: &FeedFormat,
+    columns: &Columns,
+    batch: usize,
+    sink: impl FnMut(Vec<PriceRow>) -> bool,
 ) -> Result<ParseReport, ParseError> {
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(format.delimiter)
@@ -127,7 +203,12 @@ pub fn parse<R: Read>(
         .flexible(true)
         .buffer_capacity(256 * 1024)
         .from_reader(input);
-    let mut report = ParseReport::default();
+    let mut out = Batcher {
+        rows: Vec::with_capacity(batch),
+        batch,
+        sink,
+        report: ParseReport::default(),
+    };
     let mut record = csv::ByteRecord::new();
     let read = |reader: &mut csv::Reader<R>, record: &mut csv::ByteRecord| {
         reader
@@ -140,24 +221,14 @@ pub fn parse<R: Read>(
 
     let header = if format.header {
         if !read(&mut reader, &mut record)? {
-            return Ok(report);
+            return Ok(out.report);
         }
-        report.header_seen = true;
+        out.report.header_seen = true;
         Some(record.clone())
     } else {
         None
     };
-    let plan = Plan {
-        sku: resolve(&columns.sku, header.as_ref())?,
-        price: resolve(&columns.price, header.as_ref())?,
-        stock: columns
-            .stock
-            .as_ref()
-            .map(|c| resolve(c, header.as_ref()))
-            .transpose()?,
-    };
-
-    let mut rows = Vec::with_capacity(batch);
+    let plan = plan(columns, header.as_ref())?;
     let mut first = !format.header;
     while read(&mut reader, &mut record)? {
         let line = record.position().map_or(0, |p| p.line());
@@ -178,55 +249,142 @@ pub fn parse<R: Read>(
         if record.iter().all(|f| trim(f).is_empty()) {
             continue;
         }
-        match row(&record, &plan, format.decimal) {
-            Ok(r) => {
-                report.rows += 1;
-                rows.push(r);
-                if rows.len() >= batch
-                    && !sink(std::mem::replace(&mut rows, Vec::with_capacity(batch)))
-                {
-                    return Err(ParseError::Stopped);
-                }
-            }
-            Err(what) => report.bad(line, what),
+        let get = |loc: Locator| match loc {
+            Locator::Field(i) => record.get(i).map(|f| String::from_utf8_lossy(trim(f))),
+            Locator::Chars(..) => None,
+        };
+        out.push(line, row(&plan, record.len(), get, format.decimal))?;
+    }
+    out.finish()
+}
+
+fn parse_fixed<R: Read>(
+    input: R,
+    format: &FeedFormat,
+    columns: &Columns,
+    batch: usize,
+    sink: impl FnMut(Vec<PriceRow>) -> bool,
+) -> Result<ParseReport, ParseError> {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::with_capacity(256 * 1024, input);
+    let mut out = Batcher {
+        rows: Vec::with_capacity(batch),
+        batch,
+        sink,
+        report: ParseReport::default(),
+    };
+    let plan = plan(columns, None)?;
+    let mut buf = Vec::new();
+    let mut line_no = 0u64;
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| ParseError::Read {
+                line: line_no + 1,
+                message: e.to_string(),
+            })?;
+        if n == 0 {
+            break;
         }
+        line_no += 1;
+        let text = String::from_utf8_lossy(&buf);
+        let text = text
+            .trim_end_matches(['\n', '\r'])
+            .trim_start_matches('\u{feff}');
+        if line_no == 1 && format.header {
+            out.report.header_seen = true;
+            continue;
+        }
+        if text.trim().is_empty() {
+            continue;
+        }
+        let chars: Vec<char> = text.chars().collect();
+        let get = |loc: Locator| match loc {
+            Locator::Chars(start, len) if start < chars.len() => {
+                let end = (start + len).min(chars.len());
+                Some(std::borrow::Cow::Owned(
+                    chars[start..end]
+                        .iter()
+                        .collect::<String>()
+                        .trim()
+                        .to_string(),
+                ))
+            }
+            _ => None,
+        };
+        out.push(line_no, row(&plan, chars.len(), get, format.decimal))?;
     }
-    if !rows.is_empty() && !sink(rows) {
-        return Err(ParseError::Stopped);
-    }
-    Ok(report)
+    out.finish()
 }
 
-fn field<'r>(record: &'r csv::ByteRecord, idx: usize, name: &str) -> Result<&'r [u8], String> {
-    record
-        .get(idx)
-        .map(trim)
-        .ok_or_else(|| format!("no {name} (column {} of {})", idx + 1, record.len()))
+fn describe(loc: Locator, width: usize) -> String {
+    match loc {
+        Locator::Field(i) => format!("column {} of {width}", i + 1),
+        Locator::Chars(start, len) => format!(
+            "characters {}..{} of a {width}-character line",
+            start + 1,
+            start + len
+        ),
+    }
 }
 
-fn row(record: &csv::ByteRecord, plan: &Plan, decimal: u8) -> Result<PriceRow, String> {
-    let sku = field(record, plan.sku, "part number")?;
+fn row<'a>(
+    plan: &Plan,
+    width: usize,
+    get: impl Fn(Locator) -> Option<std::borrow::Cow<'a, str>>,
+    decimal: u8,
+) -> Result<PriceRow, String> {
+    let required = |loc: Locator, name: &str| {
+        get(loc).ok_or_else(|| format!("no {name} ({})", describe(loc, width)))
+    };
+    let optional = |loc: Option<Locator>| {
+        loc.and_then(&get)
+            .map(|v| v.into_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let sku = required(plan.sku, "part number")?;
     if sku.is_empty() {
         return Err("empty part number".into());
     }
-    let sku = String::from_utf8_lossy(sku).into_owned();
-    let raw_price = field(record, plan.price, "price")?;
-    let price = normalize_price(raw_price, decimal).map_err(|e| {
-        format!(
-            "part {sku}: price \"{}\" {e}",
-            String::from_utf8_lossy(raw_price)
-        )
-    })?;
-    let stock = match plan.stock {
-        Some(idx) => {
-            let raw = field(record, idx, "stock")?;
-            parse_stock(raw, decimal).map_err(|e| {
-                format!("part {sku}: stock \"{}\" {e}", String::from_utf8_lossy(raw))
-            })?
+    let sku = sku.into_owned();
+    let action = match plan.action {
+        Some(loc) => {
+            let raw = required(loc, "action code")?;
+            Some(Action::parse(&raw).ok_or_else(|| {
+                format!("part {sku}: action \"{raw}\" is not A (add), C (change) or D (delete)")
+            })?)
         }
         None => None,
     };
-    Ok(PriceRow { sku, price, stock })
+    if action == Some(Action::Delete) {
+        return Ok(PriceRow {
+            sku,
+            action,
+            ..PriceRow::default()
+        });
+    }
+    let raw_price = required(plan.price, "price")?;
+    let price = normalize_price(raw_price.as_bytes(), decimal)
+        .map_err(|e| format!("part {sku}: price \"{raw_price}\" {e}"))?;
+    let stock = match plan.stock {
+        Some(loc) => {
+            let raw = required(loc, "stock")?;
+            parse_stock(raw.as_bytes(), decimal)
+                .map_err(|e| format!("part {sku}: stock \"{raw}\" {e}"))?
+        }
+        None => None,
+    };
+    Ok(PriceRow {
+        sku,
+        price,
+        stock,
+        mpn: optional(plan.mpn),
+        ean: optional(plan.ean),
+        description: optional(plan.description),
+        currency: optional(plan.currency).map(|c| c.to_ascii_uppercase()),
+        action,
+    })
 }
 
 /// `"0000123,45"` (decimal comma) → `"123.45"`; `"1.234,5"` → `"1234.50"`; `"7"` → `"7.00"`.
@@ -303,7 +461,25 @@ mod tests {
     use super::*;
 
     fn cols(sku: ColumnRef, price: ColumnRef, stock: Option<ColumnRef>) -> Columns {
-        Columns { sku, price, stock }
+        Columns {
+            sku,
+            price,
+            stock,
+            mpn: None,
+            ean: None,
+            description: None,
+            currency: None,
+            action: None,
+        }
+    }
+
+    fn p(sku: &str, price: &str, stock: Option<i64>) -> PriceRow {
+        PriceRow {
+            sku: sku.into(),
+            price: price.into(),
+            stock,
+            ..PriceRow::default()
+        }
     }
 
     fn run(text: &str, format: &FeedFormat, columns: &Columns) -> (Vec<PriceRow>, ParseReport) {
@@ -344,22 +520,8 @@ mod tests {
         let text = "\u{feff}Artikel;Omschrijving;Prijs;Voorraad\n  AB-1  ;Muis;0012,50;7\nCD-2;Kabel;3,00;\n";
         let (rows, report) = run(text, &format, &columns);
         assert_eq!(report.rows, 2);
-        assert_eq!(
-            rows[0],
-            PriceRow {
-                sku: "AB-1".into(),
-                price: "12.50".into(),
-                stock: Some(7)
-            }
-        );
-        assert_eq!(
-            rows[1],
-            PriceRow {
-                sku: "CD-2".into(),
-                price: "3.00".into(),
-                stock: None
-            }
-        );
+        assert_eq!(rows[0], p("AB-1", "12.50", Some(7)));
+        assert_eq!(rows[1], p("CD-2", "3.00", None));
     }
 
     #[test]

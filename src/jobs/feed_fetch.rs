@@ -78,37 +78,32 @@ pub async fn run(ctx: &JobContext, job: &Job) -> RunResult {
         )));
     }
 
-    // Parse on a blocking thread and insert on this task, so parsing and writing overlap.
-    // The replacement is one transaction: until `commit`, readers see the old list, and any
+    // Parse on a blocking thread and write on this task, so parsing and writing overlap.
+    // The import is one transaction: until `commit`, readers see the old list, and any
     // failure below drops the transaction, which rolls it back.
-    let mut replace = match ctx
+    let mut import = match ctx
         .store
-        .begin_price_replace(&job.tenant, &job.integration)
+        .begin_price_import(&job.tenant, &job.integration, &job.run, spec.is_delta())
         .await
     {
-        Ok(r) => r,
+        Ok(i) => i,
         Err(e) => return RunResult::infrastructure(e.into()),
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-    let format = spec.format.clone();
-    let columns = spec.columns.clone();
-    let reader = match file.reopen() {
-        Ok(f) => f,
-        Err(e) => {
-            return RunResult::outcome(Outcome::transient(format!(
-                "cannot read the download: {e}"
-            )));
-        }
-    };
+    let spec_for_parser = spec.clone();
+    let path = file.path().to_path_buf();
+    let max_decompressed = ctx.config.feeds.max_decompressed_bytes;
     let parser = tokio::task::spawn_blocking(move || {
-        let input = std::io::BufReader::with_capacity(256 * 1024, reader);
-        parse::parse(input, &format, &columns, BATCH, |rows| {
-            tx.blocking_send(rows).is_ok()
+        let spec = spec_for_parser;
+        feeds::decode::with_text(&path, &spec, max_decompressed, |text| {
+            parse::parse(text, &spec.format, &spec.columns, BATCH, |rows| {
+                tx.blocking_send(rows).is_ok()
+            })
         })
     });
     let mut db_error = None;
     while let Some(rows) = rx.recv().await {
-        if let Err(e) = replace.insert(&rows).await {
+        if let Err(e) = import.write(&rows).await {
             db_error = Some(e);
             break;
         }
@@ -119,14 +114,23 @@ pub async fn run(ctx: &JobContext, job: &Job) -> RunResult {
         return RunResult::infrastructure(anyhow::Error::from(e).context("writing prices failed"));
     }
     let report = match report {
-        Ok(Ok(report)) => report,
-        Ok(Err(e)) => return RunResult::outcome(Outcome::invalid(format!("{source}: {e}"))),
+        Ok(Ok(Ok(report))) => report,
+        Ok(Ok(Err(e))) => {
+            return RunResult::outcome(Outcome::invalid(format!(
+                "{source}: {e}; the previous prices were kept"
+            )));
+        }
+        Ok(Err(e)) => {
+            return RunResult::outcome(Outcome::invalid(format!(
+                "{source}: {e}; the previous prices were kept"
+            )));
+        }
         Err(e) => {
             return RunResult::infrastructure(anyhow::anyhow!("the parser thread failed: {e}"));
         }
     };
 
-    if report.rows == 0 && report.bad_rows == 0 {
+    if report.rows == 0 && report.bad_rows == 0 && !spec.is_delta() {
         let what = if report.header_seen {
             "only a header row"
         } else {
@@ -139,8 +143,10 @@ pub async fn run(ctx: &JobContext, job: &Job) -> RunResult {
             ),
         });
     }
-    let max_rate = ctx.config.feeds.max_error_rate;
-    if report.rows == 0 || report.error_rate() > max_rate {
+    let max_rate = spec
+        .max_error_rate
+        .unwrap_or(ctx.config.feeds.max_error_rate);
+    if (report.rows == 0 && report.bad_rows > 0) || report.error_rate() > max_rate {
         return RunResult::outcome(Outcome::invalid(format!(
             "{source}: {} of {} rows could not be read (limit {:.1}%); the previous prices were kept. First problems: {}",
             report.bad_rows,
@@ -149,15 +155,34 @@ pub async fn run(ctx: &JobContext, job: &Job) -> RunResult {
             report.first_errors.join("; ")
         )));
     }
-    let items = match replace.commit().await {
-        Ok(n) => n,
+    let previous = import.previous;
+    if !spec.is_delta() && previous > 0 && !job.accept_shrink {
+        let max_shrink = spec.max_shrink.unwrap_or(ctx.config.feeds.max_shrink);
+        let now = import.parts_seen() as i64;
+        if (now as f64) < previous as f64 * (1.0 - max_shrink) {
+            return RunResult::outcome(Outcome::invalid(format!(
+                "{source} lists {now} parts, {previous} before: a drop of {:.0}%, more than the {:.0}% allowed \
+                 (a partial export?); the previous prices were kept. If the distributor really dropped them, \
+                 run `syncd refetch {}/{} --force --accept-shrink`",
+                100.0 * (1.0 - now as f64 / previous as f64),
+                max_shrink * 100.0,
+                job.tenant,
+                job.integration
+            )));
+        }
+    }
+    let (items, changes) = match import.commit().await {
+        Ok(done) => done,
         Err(e) => {
             return RunResult::infrastructure(
                 anyhow::Error::from(e).context("committing prices failed"),
             );
         }
     };
-    let mut detail = format!("{items} rows from {bytes} bytes");
+    let mut detail = format!(
+        "{items} rows from {bytes} bytes; {} added, {} removed, {} price and {} stock changes",
+        changes.added, changes.removed, changes.price_changed, changes.stock_changed
+    );
     if report.bad_rows > 0 {
         detail.push_str(&format!(
             "; {} rows skipped (first: {})",
@@ -176,5 +201,6 @@ pub async fn run(ctx: &JobContext, job: &Job) -> RunResult {
             detail,
         },
         validators: Some(validators),
+        changes: Some(changes),
     }
 }

@@ -15,6 +15,7 @@ use crate::queue::Queue;
 use crate::store::Store;
 use crate::store::issues::hint;
 use crate::store::job_runs::RunStart;
+use crate::store::prices::ChangeCounts;
 use crate::store::sync_state::Validators;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -74,6 +75,9 @@ pub struct Job {
     /// Skip the unchanged check.
     #[serde(default)]
     pub force: bool,
+    /// Accept a full file with far fewer rows than the last import (operator's decision).
+    #[serde(default)]
+    pub accept_shrink: bool,
     /// Whether the operator asked for this run (kept across its retries).
     #[serde(default)]
     pub manual: bool,
@@ -92,6 +96,7 @@ impl Job {
             attempt: 0,
             trigger,
             force: false,
+            accept_shrink: false,
             manual: trigger == Trigger::Refetch,
         }
     }
@@ -160,6 +165,8 @@ pub struct RunResult {
     pub outcome: Outcome,
     /// What identifies the imported version of the source, on success.
     pub validators: Option<Validators>,
+    /// What an import changed, on success.
+    pub changes: Option<ChangeCounts>,
 }
 
 impl RunResult {
@@ -168,6 +175,7 @@ impl RunResult {
         RunResult {
             outcome,
             validators: None,
+            changes: None,
         }
     }
 
@@ -291,6 +299,9 @@ pub async fn apply_outcome(ctx: &JobContext, job: &Job, result: RunResult) -> an
                     result.validators.as_ref(),
                 )
                 .await?;
+            if let Some(changes) = &result.changes {
+                store.record_changes(tenant, integration, changes).await?;
+            }
             let resolved = store.resolve_issues(tenant, integration, None).await?;
             info!(outcome = label, %detail, resolved_issues = resolved, "success");
         }

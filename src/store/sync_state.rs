@@ -1,6 +1,7 @@
 //! Per-integration sync state: last attempt, last success, counts, pause and change validators.
 
 use super::Store;
+use super::prices::ChangeCounts;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -31,6 +32,9 @@ pub struct SyncState {
     pub next_retry_at: Option<DateTime<Utc>>,
     /// When a forced re-fetch was queued that has not started yet.
     pub refetch_requested_at: Option<DateTime<Utc>>,
+    /// What the last import changed (null before the first import).
+    #[sqlx(flatten)]
+    pub changes: LastChanges,
     #[serde(skip)]
     /// `ETag` of the last downloaded version.
     pub etag: Option<String>,
@@ -48,6 +52,23 @@ pub struct SyncState {
     pub last_tick_at: Option<DateTime<Utc>>,
 }
 
+/// What the last import of a feed changed, as `status` shows it.
+#[derive(Debug, Clone, Default, Serialize, sqlx::FromRow)]
+pub struct LastChanges {
+    /// Parts added.
+    #[sqlx(rename = "changes_added")]
+    pub added: Option<i64>,
+    /// Parts removed.
+    #[sqlx(rename = "changes_removed")]
+    pub removed: Option<i64>,
+    /// Parts whose price changed.
+    #[sqlx(rename = "changes_price")]
+    pub price_changed: Option<i64>,
+    /// Parts whose stock changed.
+    #[sqlx(rename = "changes_stock")]
+    pub stock_changed: Option<i64>,
+}
+
 /// What identifies the version of a source that was last imported.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Validators {
@@ -62,6 +83,7 @@ pub struct Validators {
 }
 
 const COLUMNS: &str = "tenant, integration, kind, last_attempt_at, last_success_at, last_outcome,
+    changes_added, changes_removed, changes_price, changes_stock,
     last_error, items, paused, consecutive_failures, next_retry_at, refetch_requested_at, etag,
     last_modified, source_size, source_mtime, last_tick_at";
 
@@ -201,6 +223,28 @@ impl Store {
         Ok(())
     }
 
+    /// Stores what the last import changed.
+    pub async fn record_changes(
+        &self,
+        tenant: &str,
+        integration: &str,
+        c: &ChangeCounts,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE sync_state SET changes_added = ?, changes_removed = ?, changes_price = ?, changes_stock = ?
+             WHERE tenant = ? AND integration = ?",
+        )
+        .bind(c.added)
+        .bind(c.removed)
+        .bind(c.price_changed)
+        .bind(c.stock_changed)
+        .bind(tenant)
+        .bind(integration)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     /// The fingerprint of the secret refused when the integration was paused.
     pub async fn paused_secret_fp(
         &self,
@@ -307,6 +351,7 @@ impl SyncState {
             consecutive_failures: 0,
             next_retry_at: None,
             refetch_requested_at: None,
+            changes: LastChanges::default(),
             etag: None,
             last_modified: None,
             source_size: None,

@@ -13,6 +13,7 @@ fn row(sku: &str, price: &str, stock: i64) -> PriceRow {
         sku: sku.into(),
         price: price.into(),
         stock: Some(stock),
+        ..PriceRow::default()
     }
 }
 
