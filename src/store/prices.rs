@@ -217,11 +217,15 @@ impl PriceImport {
         if !self.delta {
             self.seen.extend(rows.iter().map(|r| sku_hash(&r.sku)));
         }
-        if self.previous == 0 && !self.delta {
-            // First import: nothing to compare with.
-            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let chunk: Vec<&PriceRow> = chunk.iter().collect();
-                self.upsert(&chunk).await?;
+        if self.previous == 0 {
+            // First import: nothing to compare with, and no per-part records.
+            let (deletes, upserts): (Vec<&PriceRow>, Vec<&PriceRow>) =
+                rows.iter().partition(|r| r.action == Some(Action::Delete));
+            for chunk in upserts.chunks(ROWS_PER_STATEMENT) {
+                self.upsert(chunk).await?;
+            }
+            for row in deletes {
+                self.delete(&row.sku).await?;
             }
             return Ok(());
         }
@@ -524,7 +528,7 @@ impl PriceImport {
                 count = self.count().await?;
             }
         }
-        if self.previous == 0 && !self.delta {
+        if self.previous == 0 {
             self.counts.added = count;
         }
         self.tx.commit().await?;

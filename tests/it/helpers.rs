@@ -340,3 +340,29 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Runs one `feed_fetch` of `acme/{name}` in this process, through the real engine (queue,
+/// state, issues), with the catalog as it is on disk now. For format and guard tests that
+/// need no daemon.
+pub async fn import_once(env: &TestEnv, name: &str, force: bool, accept_shrink: bool) {
+    use std::sync::Arc;
+    use syncd::jobs::{Job, JobContext, JobKind, Trigger};
+    let config = Arc::new(syncd::config::Config::load(&env.config_path(), true).unwrap());
+    let catalog = syncd::catalog::Catalog::load(&config.catalog_dir()).unwrap();
+    let store = env.store().await;
+    let queue = syncd::queue::Queue::connect(config.clone(), &store)
+        .await
+        .unwrap();
+    let ctx = JobContext {
+        store: store.clone(),
+        http: syncd::jobs::http_client(&config).unwrap(),
+        config,
+        catalog: Arc::new(catalog),
+        queue,
+    };
+    store.ensure_state("acme", name, "feed").await.unwrap();
+    let mut job = Job::new(JobKind::FeedFetch, "acme", name, Trigger::Refetch);
+    job.force = force;
+    job.accept_shrink = accept_shrink;
+    syncd::jobs::execute(&ctx, job).await.unwrap();
+}

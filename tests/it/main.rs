@@ -4,6 +4,7 @@
 mod config_errors;
 mod example;
 mod fake_distributor;
+mod feed_formats;
 mod feed_http;
 mod helpers;
 mod lifecycle;
