@@ -48,6 +48,15 @@ enum Command {
         #[arg(long)]
         accept_shrink: bool,
     },
+    /// Prove reachability and credentials of TENANT/INTEGRATION without downloading the
+    /// file; prints one verdict line and exits 0 only when the test passes.
+    TestConnection {
+        /// `tenant/integration`
+        target: String,
+        /// A JSON object instead of the line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the sync state of every integration.
     Status {
         /// Only this tenant.
@@ -115,6 +124,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             force,
             accept_shrink,
         } => refetch(&config, &catalog, &target, force, accept_shrink).await,
+        Command::TestConnection { target, json } => {
+            test_connection(&config, &catalog, &target, json).await
+        }
         Command::Status { tenant, json } => {
             status(&config, &catalog, tenant.as_deref(), json).await
         }
@@ -292,6 +304,38 @@ async fn refetch(
             Err(e)
         }
     }
+}
+
+async fn test_connection(
+    config: &Config,
+    catalog: &Catalog,
+    target: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let (tenant, name) = split_target(target)?;
+    catalog
+        .integration(tenant, name)
+        .map_err(|e| anyhow::anyhow!("{target}: {e} in {}", config.catalog_dir().display()))?;
+    let store = open_store(config).await?;
+    let http = jobs::http_client(config)?;
+    let probe = jobs::connection_test::run_with(&store, catalog, &http, tenant, name).await?;
+    if json {
+        let out = serde_json::json!({
+            "tenant": tenant,
+            "integration": name,
+            "ok": probe.verdict == crate::feeds::probe::Verdict::Ok,
+            "verdict": probe.verdict,
+            "detail": probe.detail,
+        });
+        println!("{out}");
+    } else {
+        println!("{target}: {}: {}", probe.verdict.as_str(), probe.detail);
+    }
+    Ok(if probe.verdict == crate::feeds::probe::Verdict::Ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 fn time(t: Option<DateTime<Utc>>) -> String {

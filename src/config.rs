@@ -250,12 +250,16 @@ pub struct SchedulerConfig {
     /// a hundred feeds on `every 1h` do not fire in one burst.
     #[serde(with = "duration")]
     pub spread: Duration,
+    /// How often feeds are checked against their `stale_after`.
+    #[serde(with = "duration")]
+    pub stale_check_every: Duration,
 }
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
         Self {
             spread: Duration::from_secs(30),
+            stale_check_every: Duration::from_secs(60),
         }
     }
 }

@@ -11,6 +11,8 @@
 
 use crate::catalog::IntegrationKind;
 use crate::jobs::{Job, JobContext, JobKind, Trigger};
+use crate::outcome::IssueKind;
+use crate::store::issues::hint;
 use chrono::{DateTime, Utc};
 use rand::RngExt;
 use std::collections::HashMap;
@@ -44,6 +46,7 @@ pub async fn run(ctx: Arc<JobContext>, shutdown: CancellationToken) -> anyhow::R
     }
     info!(integrations = enqueued.len(), "scheduler started");
     let mut last_maintenance: Option<std::time::Instant> = None;
+    let mut last_stale_check: Option<std::time::Instant> = None;
     let mut every_second = tokio::time::interval(Duration::from_secs(1));
     every_second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -54,6 +57,12 @@ pub async fn run(ctx: Arc<JobContext>, shutdown: CancellationToken) -> anyhow::R
         if last_maintenance.is_none_or(|t| t.elapsed() >= MAINTENANCE_EVERY) {
             last_maintenance = Some(std::time::Instant::now());
             maintenance(&ctx).await;
+        }
+        if last_stale_check.is_none_or(|t| t.elapsed() >= ctx.config.scheduler.stale_check_every) {
+            last_stale_check = Some(std::time::Instant::now());
+            if let Err(e) = check_staleness(&ctx).await {
+                warn!(error = %format!("{e:#}"), "the staleness check failed");
+            }
         }
         let now = Utc::now();
         for i in ctx.catalog.integrations() {
@@ -80,6 +89,57 @@ pub async fn run(ctx: Arc<JobContext>, shutdown: CancellationToken) -> anyhow::R
     Ok(())
 }
 
+/// Raises `stale_data` for each integration whose last success is older than its
+/// `stale_after`, once (a repeat would only count minutes), and resolves it when the data is
+/// fresh again (a success also resolves it). Integrations that never succeeded are left to
+/// the issues that say why.
+async fn check_staleness(ctx: &JobContext) -> anyhow::Result<()> {
+    let now = Utc::now();
+    for i in ctx.catalog.integrations() {
+        let Some(stale_after) = i.stale_after else {
+            continue;
+        };
+        let Some(last) = ctx
+            .store
+            .state(i.tenant, i.name)
+            .await?
+            .and_then(|s| s.last_success_at)
+        else {
+            continue;
+        };
+        let age = (now - last).to_std().unwrap_or_default();
+        let open = ctx
+            .store
+            .has_open_issue(i.tenant, i.name, IssueKind::StaleData)
+            .await?;
+        if age > stale_after && !open {
+            let message = format!(
+                "the last successful sync was at {} ({} ago), longer ago than stale_after ({})",
+                last.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                crate::duration::format(
+                    Duration::from_secs(age.as_secs() / 60 * 60).max(Duration::from_secs(60))
+                ),
+                crate::duration::format(stale_after)
+            );
+            warn!(integration = %format!("{}/{}", i.tenant, i.name), %message, "data is stale");
+            ctx.store
+                .raise_issue(
+                    i.tenant,
+                    i.name,
+                    IssueKind::StaleData,
+                    &message,
+                    &hint(IssueKind::StaleData, i.tenant, i.name),
+                )
+                .await?;
+        } else if age <= stale_after && open {
+            ctx.store
+                .resolve_issues(i.tenant, i.name, Some(&[IssueKind::StaleData]))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 /// How often finished queue tasks and run counters are pruned.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
 /// How long finished tasks and run counters are kept (for inspection after an incident).
@@ -91,6 +151,13 @@ async fn maintenance(ctx: &JobContext) {
         Ok(n) if n > 0 => info!(pruned = n, "old job run counters pruned"),
         Ok(_) => {}
         Err(e) => warn!(error = %e, "pruning job run counters failed"),
+    }
+    let keep_changes = chrono::Duration::from_std(ctx.config.feeds.keep_changes)
+        .unwrap_or(chrono::Duration::days(30));
+    match ctx.store.prune_price_changes(keep_changes).await {
+        Ok(n) if n > 0 => info!(pruned = n, "old change records pruned"),
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "pruning change records failed"),
     }
     match ctx.queue.vacuum(KEEP_FINISHED).await {
         Ok(n) if n > 0 => info!(pruned = n, "old finished tasks removed from the queue"),

@@ -8,6 +8,7 @@ pub mod decode;
 pub mod file;
 pub mod http;
 pub mod parse;
+pub mod probe;
 
 use crate::catalog::{Auth, FeedSpec};
 use crate::outcome::Outcome;

@@ -6,6 +6,7 @@
 //! `run_at` — so apalis' own retries (immediate on SQLite, linear on Redis) never come into
 //! play for job failures.
 
+pub mod connection_test;
 pub mod feed_fetch;
 
 use crate::catalog::Catalog;
@@ -24,7 +25,7 @@ use std::sync::Arc;
 use tracing::{Instrument, error, info, warn};
 
 /// Every job kind, one queue each. The registry: add new kinds here.
-pub const ALL_KINDS: &[JobKind] = &[JobKind::FeedFetch];
+pub const ALL_KINDS: &[JobKind] = &[JobKind::FeedFetch, JobKind::ConnectionTest];
 
 /// What a job does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +33,8 @@ pub const ALL_KINDS: &[JobKind] = &[JobKind::FeedFetch];
 pub enum JobKind {
     /// Download and import a distributor feed.
     FeedFetch,
+    /// Prove credentials and reachability without touching the data.
+    ConnectionTest,
 }
 
 impl JobKind {
@@ -39,6 +42,7 @@ impl JobKind {
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::FeedFetch => feed_fetch::JOB_NAME,
+            JobKind::ConnectionTest => connection_test::JOB_NAME,
         }
     }
 }
@@ -251,6 +255,12 @@ async fn execute_inner(ctx: &JobContext, job: Job) -> anyhow::Result<()> {
     store
         .ensure_state(&job.tenant, &job.integration, kind)
         .await?;
+    if job.kind == JobKind::ConnectionTest {
+        // No outcome, no issues: a test only ever clears them when it passes.
+        connection_test::run(ctx, &job.tenant, &job.integration).await?;
+        store.finish_run(&job.id).await?;
+        return Ok(());
+    }
     if job.trigger == Trigger::Refetch {
         store.clear_refetch(&job.tenant, &job.integration).await?;
     }
@@ -267,6 +277,7 @@ async fn execute_inner(ctx: &JobContext, job: Job) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let result = match job.kind {
         JobKind::FeedFetch => feed_fetch::run(ctx, &job).await,
+        JobKind::ConnectionTest => unreachable!("handled above"),
     };
     let elapsed = started.elapsed();
     apply_outcome(ctx, &job, result).await?;

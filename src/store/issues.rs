@@ -114,6 +114,24 @@ impl Store {
         Ok(total)
     }
 
+    /// Whether `tenant/integration` has an open issue of `kind`.
+    pub async fn has_open_issue(
+        &self,
+        tenant: &str,
+        integration: &str,
+        kind: IssueKind,
+    ) -> sqlx::Result<bool> {
+        let row: Option<(i64,)> = sqlx::query_as(
+            "SELECT id FROM issues WHERE tenant = ? AND integration = ? AND kind = ? AND resolved_at IS NULL",
+        )
+        .bind(tenant)
+        .bind(integration)
+        .bind(kind.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.is_some())
+    }
+
     /// Issues, newest first.
     pub async fn list_issues(&self, filter: &IssueFilter) -> sqlx::Result<Vec<Issue>> {
         sqlx::query_as::<_, Issue>(

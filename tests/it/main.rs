@@ -2,6 +2,7 @@
 //! third parties on loopback. One binary, so the build links once.
 
 mod config_errors;
+mod connection_tests;
 mod example;
 mod fake_distributor;
 mod feed_formats;
