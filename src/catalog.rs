@@ -75,6 +75,10 @@ pub struct FeedSpec {
     pub format: FeedFormat,
     /// Which columns hold what.
     pub columns: Columns,
+    /// FTPS: a PEM file of CA certificates to trust besides the system's (relative to the
+    /// catalog file), for distributors with a private CA or a self-signed certificate.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// Fraction of unreadable rows tolerated (default: `[feeds] max_error_rate`).
     #[serde(default)]
     pub max_error_rate: Option<f64>,
@@ -544,6 +548,11 @@ fn load_file(file: &Path) -> anyhow::Result<Tenant> {
     let dir = file.parent().unwrap_or(Path::new("."));
     for feed in &mut parsed.feed {
         feed.url = resolve_relative_file_url(&feed.url, dir);
+        if let Some(ca) = &feed.ca_file
+            && ca.is_relative()
+        {
+            feed.ca_file = Some(dir.join(ca));
+        }
     }
     let mut seen = BTreeSet::new();
     for (i, feed) in parsed.feed.iter().enumerate() {
@@ -603,8 +612,20 @@ fn check_url(raw: &str) -> Result<(), String> {
             Ok(())
         }
         "file" => Ok(()),
+        "ftp" | "ftps" => {
+            if url.host_str().is_none() || url.path().len() <= 1 {
+                return Err(format!("`{raw}` needs a host and a file path"));
+            }
+            if !url.username().is_empty() || url.password().is_some() {
+                return Err(
+                    "credentials belong in `auth` with an environment variable, not in the URL"
+                        .into(),
+                );
+            }
+            Ok(())
+        }
         other => Err(format!(
-            "scheme `{other}` is not supported (use http, https or file)"
+            "scheme `{other}` is not supported (use http, https, ftp, ftps or file)"
         )),
     }
 }

@@ -318,7 +318,15 @@ async fn test_connection(
         .map_err(|e| anyhow::anyhow!("{target}: {e} in {}", config.catalog_dir().display()))?;
     let store = open_store(config).await?;
     let http = jobs::http_client(config)?;
-    let probe = jobs::connection_test::run_with(&store, catalog, &http, tenant, name).await?;
+    let probe = jobs::connection_test::run_with(
+        &store,
+        catalog,
+        &http,
+        jobs::ftp_timeouts(config),
+        tenant,
+        name,
+    )
+    .await?;
     if json {
         let out = serde_json::json!({
             "tenant": tenant,

@@ -6,6 +6,7 @@
 
 pub mod decode;
 pub mod file;
+pub mod ftp;
 pub mod http;
 pub mod parse;
 pub mod probe;
@@ -50,6 +51,7 @@ pub async fn fetch(
     http: &reqwest::Client,
     spec: &FeedSpec,
     opts: FetchOptions<'_>,
+    timeouts: ftp::Timeouts,
 ) -> Result<Fetched, Outcome> {
     let url = url::Url::parse(&spec.url).map_err(|e| Outcome::Misconfigured {
         message: format!("`{}` is not a URL: {e}", spec.url),
@@ -57,6 +59,7 @@ pub async fn fetch(
     match url.scheme() {
         "http" | "https" => http::fetch(http, &url, spec.auth.as_ref(), opts).await,
         "file" => file::fetch(&url, opts).await,
+        "ftp" | "ftps" => ftp::fetch(spec, &url, opts, timeouts).await,
         other => Err(Outcome::Misconfigured {
             message: format!("unsupported URL scheme `{other}` in {}", spec.url),
         }),

@@ -56,7 +56,8 @@ impl Probe {
             Outcome::Misconfigured { message }
                 if message.contains("404")
                     || message.contains("410")
-                    || message.contains("does not exist") =>
+                    || message.contains("does not exist")
+                    || message.contains("missing or not readable") =>
             {
                 Verdict::FileMissing
             }
@@ -70,7 +71,11 @@ impl Probe {
 }
 
 /// Tests the feed's source.
-pub async fn test(http: &reqwest::Client, spec: &FeedSpec) -> Probe {
+pub async fn test(
+    http: &reqwest::Client,
+    spec: &FeedSpec,
+    timeouts: super::ftp::Timeouts,
+) -> Probe {
     let url = match url::Url::parse(&spec.url) {
         Ok(u) => u,
         Err(e) => {
@@ -83,6 +88,13 @@ pub async fn test(http: &reqwest::Client, spec: &FeedSpec) -> Probe {
     match url.scheme() {
         "http" | "https" => test_http(http, &url, spec.auth.as_ref()).await,
         "file" => test_file(&url),
+        "ftp" | "ftps" => match super::ftp::probe(spec, &url, timeouts).await {
+            Ok(detail) => Probe {
+                verdict: Verdict::Ok,
+                detail,
+            },
+            Err(outcome) => Probe::from_outcome(outcome),
+        },
         other => Probe {
             verdict: Verdict::Misconfigured,
             detail: format!("unsupported URL scheme `{other}`"),

@@ -14,7 +14,16 @@ pub const JOB_NAME: &str = "connection_test";
 
 /// Tests `tenant/integration` and applies a passing verdict.
 pub async fn run(ctx: &JobContext, tenant: &str, integration: &str) -> anyhow::Result<Probe> {
-    run_with(&ctx.store, ctx.catalog(), &ctx.http, tenant, integration).await
+    let timeouts = super::ftp_timeouts(&ctx.config);
+    run_with(
+        &ctx.store,
+        ctx.catalog(),
+        &ctx.http,
+        timeouts,
+        tenant,
+        integration,
+    )
+    .await
 }
 
 /// The same, with only what a test needs (the CLI has no queue at hand).
@@ -22,6 +31,7 @@ pub async fn run_with(
     store: &Store,
     catalog: &Catalog,
     http: &reqwest::Client,
+    timeouts: crate::feeds::ftp::Timeouts,
     tenant: &str,
     integration: &str,
 ) -> anyhow::Result<Probe> {
@@ -31,7 +41,7 @@ pub async fn run_with(
             detail: format!("the catalog has no feed {tenant}/{integration}"),
         });
     };
-    let result = probe::test(http, spec).await;
+    let result = probe::test(http, spec, timeouts).await;
     if result.verdict == Verdict::Ok {
         store.ensure_state(tenant, integration, "feed").await?;
         let resolved = store

@@ -44,21 +44,22 @@ pub async fn run(ctx: &JobContext, job: &Job) -> RunResult {
         work_dir: &work_dir,
         max_bytes: ctx.config.feeds.max_download_bytes,
     };
-    let (file, bytes, validators) = match feeds::fetch(&ctx.http, spec, opts).await {
-        Ok(Fetched::Unchanged) => {
-            return RunResult::outcome(Outcome::Success {
-                items: None,
-                unchanged: true,
-                detail: "source not modified since the last import".into(),
-            });
-        }
-        Ok(Fetched::File {
-            file,
-            bytes,
-            validators,
-        }) => (file, bytes, validators),
-        Err(outcome) => return RunResult::outcome(outcome),
-    };
+    let (file, bytes, validators) =
+        match feeds::fetch(&ctx.http, spec, opts, super::ftp_timeouts(&ctx.config)).await {
+            Ok(Fetched::Unchanged) => {
+                return RunResult::outcome(Outcome::Success {
+                    items: None,
+                    unchanged: true,
+                    detail: "source not modified since the last import".into(),
+                });
+            }
+            Ok(Fetched::File {
+                file,
+                bytes,
+                validators,
+            }) => (file, bytes, validators),
+            Err(outcome) => return RunResult::outcome(outcome),
+        };
     let source = feeds::http::shown_url(&url::Url::parse(&spec.url).expect("validated at load"));
 
     // Look at the first bytes before trusting the file to the parser.

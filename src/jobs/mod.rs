@@ -201,6 +201,14 @@ pub fn http_client(config: &Config) -> anyhow::Result<reqwest::Client> {
         .build()?)
 }
 
+/// FTP timeouts from the `[http]` settings (one set of network timeouts for all transports).
+pub fn ftp_timeouts(config: &Config) -> crate::feeds::ftp::Timeouts {
+    crate::feeds::ftp::Timeouts {
+        connect: config.http.connect_timeout,
+        read: config.http.read_timeout,
+    }
+}
+
 /// Runs one queued job to its end: counts the start, skips paused integrations, runs the
 /// kind's handler, and applies the outcome. An `Err` means syncd's own state database is
 /// unreachable; the queue then keeps the task and tries again.

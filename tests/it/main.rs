@@ -7,6 +7,7 @@ mod example;
 mod fake_distributor;
 mod feed_formats;
 mod feed_http;
+mod ftp;
 mod helpers;
 mod lifecycle;
 mod maintenance;
