@@ -90,23 +90,28 @@ pub async fn migrate(
 /// timeout does not wait for, so it is not a connect option (every CLI command would then
 /// fail while the daemon writes); WAL is persistent, so later opens find it already set.
 async fn enable_wal(pool: &SqlitePool, path: &Path) -> anyhow::Result<()> {
-    for attempt in 0..50 {
+    for attempt in 0..100 {
         let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
             .fetch_one(pool)
             .await?;
         if mode.eq_ignore_ascii_case("wal") {
             return Ok(());
         }
-        match sqlx::query("PRAGMA journal_mode = WAL").execute(pool).await {
-            Ok(_) => continue,
-            Err(e) if attempt < 49 && e.to_string().contains("locked") => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+        // While another connection uses the file the switch either fails with "locked" or
+        // quietly keeps the old mode (SQLite then answers with the old mode's name): wait.
+        match sqlx::query_as::<_, (String,)>("PRAGMA journal_mode = WAL")
+            .fetch_one(pool)
+            .await
+        {
+            Ok((now,)) if now.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(_) => {}
+            Err(e) if attempt < 99 && e.to_string().contains("locked") => {}
             Err(e) => {
                 return Err(e)
                     .with_context(|| format!("{}: cannot switch to WAL mode", path.display()));
             }
         }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     anyhow::bail!(
         "{}: the database stayed locked; cannot switch to WAL mode",
