@@ -568,3 +568,63 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod no_panic {
+    //! A bounded, seeded stand-in for the fuzz target (`fuzz/`), run with every test suite.
+    use super::*;
+    use crate::catalog::Layout;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn random_bytes_never_panic_the_parser_in_any_layout() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+        let alphabet = b"0123456789,.;|~\t\"\n\r -+ADCx\xc3\xa9\xef\xbb\xbf<>";
+        for round in 0..3000 {
+            let len = (rng.next_u32() % 300) as usize;
+            let text: Vec<u8> = (0..len)
+                .map(|_| {
+                    let r = rng.next_u32();
+                    if r % 7 == 0 {
+                        r as u8
+                    } else {
+                        alphabet[(r as usize / 7) % alphabet.len()]
+                    }
+                })
+                .collect();
+            let fixed = round % 3 == 0;
+            let format = FeedFormat {
+                delimiter: [b',', b';', b'|'][round % 3],
+                header: round % 2 == 0,
+                decimal: if round % 4 < 2 { b',' } else { b'.' },
+                layout: if fixed {
+                    Layout::Fixed
+                } else {
+                    Layout::Delimited
+                },
+                ..FeedFormat::default()
+            };
+            let col = |n: usize| {
+                if fixed {
+                    ColumnRef::Span {
+                        start: n * 3 + 1,
+                        length: 3,
+                    }
+                } else {
+                    ColumnRef::Position(n + 1)
+                }
+            };
+            let columns = Columns {
+                sku: col(0),
+                price: col(1),
+                stock: Some(col(2)),
+                mpn: None,
+                ean: None,
+                description: None,
+                currency: None,
+                action: (round % 5 == 0).then(|| col(3)),
+            };
+            let _ = parse(text.as_slice(), &format, &columns, 16, |_| true);
+        }
+    }
+}
