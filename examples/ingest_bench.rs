@@ -1,8 +1,10 @@
-//! Ingest benchmark: a generated price CSV served from a loopback HTTP server, imported by a
-//! real `syncd run` (release build) through the real `feed_fetch` job into SQLite.
+//! Ingest benchmark: a generated price file served on loopback, imported by a real
+//! `syncd run` (release build) through the real `feed_fetch` job into SQLite.
 //!
 //! ```text
-//! cargo build --release && cargo run --release --example ingest_bench -- 1000000
+//! cargo build --release
+//! cargo run --release --example ingest_bench -- 1000000          # CSV with header over HTTP
+//! cargo run --release --example ingest_bench -- 1000000 ftp      # zipped positional CSV over FTP
 //! ```
 //!
 //! Prints rows/s (from the job's own start/finish, download + parse + write + commit) and
@@ -22,13 +24,35 @@ fn main() -> anyhow::Result<()> {
         .map(|a| a.parse())
         .transpose()?
         .unwrap_or(1_000_000);
+    let ftp = std::env::args().nth(2).is_some_and(|a| a == "ftp");
     let dir = tempfile::tempdir()?;
-    let csv = dir.path().join("price.csv");
-    generate(&csv, rows, false)?;
-    let size = std::fs::metadata(&csv)?.len();
+    let served = dir.path().join("served");
+    std::fs::create_dir_all(&served)?;
+    let csv = served.join("price.csv");
+    let zip = served.join("PRICE.ZIP");
+    let publish = |next_day: bool| -> anyhow::Result<u64> {
+        generate(&csv, rows, next_day, !ftp)?;
+        if ftp {
+            zip_file(&csv, &zip)?;
+            return Ok(std::fs::metadata(&zip)?.len());
+        }
+        Ok(std::fs::metadata(&csv)?.len())
+    };
+    let size = publish(false)?;
 
     let rt = tokio::runtime::Runtime::new()?;
-    let addr = rt.block_on(serve(csv.clone()))?;
+    let url = if ftp {
+        let port = rt.block_on(serve_ftp(served.clone()))?;
+        format!("ftp://127.0.0.1:{port}/PRICE.ZIP")
+    } else {
+        format!("http://{}/price.csv", rt.block_on(serve(csv.clone()))?)
+    };
+    let columns = if ftp {
+        "auth = { kind = \"basic\", username = \"bench\", password_env = \"BENCH_FTP_PASSWORD\" }\n\
+         [feed.format]\nheader = false\n[feed.columns]\nsku = 1\nprice = 2\nstock = 3\n"
+    } else {
+        "[feed.columns]\nsku = \"sku\"\nprice = \"price\"\nstock = \"stock\"\n"
+    };
     std::fs::create_dir_all(dir.path().join("jobs"))?;
     std::fs::write(
         dir.path().join("config.toml"),
@@ -37,8 +61,8 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(
         dir.path().join("jobs/bench.toml"),
         format!(
-            "tenant = \"bench\"\n[[feed]]\nname = \"prices\"\nurl = \"http://{addr}/price.csv\"\n\
-             schedule = \"every 24h\"\n[feed.columns]\nsku = \"sku\"\nprice = \"price\"\nstock = \"stock\"\n"
+            "tenant = \"bench\"\n[[feed]]\nname = \"prices\"\nurl = \"{url}\"\n\
+             schedule = \"every 24h\"\n{columns}"
         ),
     )?;
     let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/syncd");
@@ -52,6 +76,7 @@ fn main() -> anyhow::Result<()> {
         .arg(dir.path().join("config.toml"))
         .arg("run")
         .env("RUST_LOG", "syncd=info")
+        .env("BENCH_FTP_PASSWORD", "bench")
         .stderr(Stdio::from(std::fs::File::create(&log)?))
         .spawn()?;
     let pid = child.id();
@@ -60,7 +85,7 @@ fn main() -> anyhow::Result<()> {
     let first = wait_for_job(&log, 1)?;
     // The next day's file: 10% of prices and 5% of stock levels changed, 1% of the parts
     // gone and as many new ones, so the replace also writes change records.
-    generate(&csv, rows, true)?;
+    publish(true)?;
     let refetch = Command::new(&bin)
         .arg("--config")
         .arg(dir.path().join("config.toml"))
@@ -123,9 +148,11 @@ fn wait_for_job(log: &Path, n: usize) -> anyhow::Result<u64> {
 }
 
 /// `sku,price,stock` rows with zero-padded prices, like a distributor export.
-fn generate(path: &Path, rows: u64, next_day: bool) -> std::io::Result<()> {
+fn generate(path: &Path, rows: u64, next_day: bool, header: bool) -> std::io::Result<()> {
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
-    writeln!(out, "sku,price,stock")?;
+    if header {
+        writeln!(out, "sku,price,stock")?;
+    }
     for i in 0..rows {
         let mut sku = i;
         let mut cents = i % 100;
@@ -148,6 +175,48 @@ fn generate(path: &Path, rows: u64, next_day: bool) -> std::io::Result<()> {
         )?;
     }
     out.flush()
+}
+
+/// Zips `csv` as `PRICE.TXT` into `zip` (deflate), the way distributors publish.
+fn zip_file(csv: &Path, zip: &Path) -> anyhow::Result<()> {
+    let mut out = zip::ZipWriter::new(std::fs::File::create(zip)?);
+    out.start_file("PRICE.TXT", zip::write::SimpleFileOptions::default())?;
+    std::io::copy(&mut std::fs::File::open(csv)?, &mut out)?;
+    out.finish()?;
+    Ok(())
+}
+
+/// A loopback FTP server (libunftp) over `dir`, user `bench` / `bench`.
+async fn serve_ftp(dir: std::path::PathBuf) -> anyhow::Result<u16> {
+    #[derive(Debug)]
+    struct Bench;
+    #[async_trait::async_trait]
+    impl unftp_core::auth::Authenticator for Bench {
+        async fn authenticate(
+            &self,
+            username: &str,
+            creds: &unftp_core::auth::Credentials,
+        ) -> Result<unftp_core::auth::Principal, unftp_core::auth::AuthenticationError> {
+            match (username, creds.password.as_deref()) {
+                ("bench", Some("bench")) => Ok(unftp_core::auth::Principal {
+                    username: username.into(),
+                }),
+                _ => Err(unftp_core::auth::AuthenticationError::BadPassword),
+            }
+        }
+    }
+    let server = libunftp::ServerBuilder::with_authenticator(
+        Box::new(move || unftp_sbe_fs::Filesystem::new(dir.clone()).unwrap()),
+        std::sync::Arc::new(Bench),
+    )
+    .passive_ports(51000..=51999)
+    .build()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    tokio::spawn(server.listen(format!("127.0.0.1:{port}")));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(port)
 }
 
 /// Serves the file as a stream (the server's memory stays flat too).

@@ -263,19 +263,16 @@ async fn execute_inner(ctx: &JobContext, job: Job) -> anyhow::Result<()> {
     store
         .ensure_state(&job.tenant, &job.integration, kind)
         .await?;
-    if job.kind == JobKind::ConnectionTest {
-        // No outcome, no issues: a test only ever clears them when it passes.
-        connection_test::run(ctx, &job.tenant, &job.integration).await?;
-        store.finish_run(&job.id).await?;
-        return Ok(());
-    }
+
     if job.trigger == Trigger::Refetch {
         store.clear_refetch(&job.tenant, &job.integration).await?;
     }
-    let paused = store
-        .state(&job.tenant, &job.integration)
-        .await?
-        .is_some_and(|s| s.paused);
+    // A connection test runs even while paused: passing one is how a pause ends.
+    let paused = job.kind != JobKind::ConnectionTest
+        && store
+            .state(&job.tenant, &job.integration)
+            .await?
+            .is_some_and(|s| s.paused);
     if paused && !job.manual {
         info!("integration is paused after rejected credentials; skipping");
         store.finish_run(&job.id).await?;
@@ -285,7 +282,12 @@ async fn execute_inner(ctx: &JobContext, job: Job) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let result = match job.kind {
         JobKind::FeedFetch => feed_fetch::run(ctx, &job).await,
-        JobKind::ConnectionTest => unreachable!("handled above"),
+        JobKind::ConnectionTest => {
+            // No outcome, no issues: a test only ever clears them when it passes.
+            connection_test::run(ctx, &job.tenant, &job.integration).await?;
+            store.finish_run(&job.id).await?;
+            return Ok(());
+        }
     };
     let elapsed = started.elapsed();
     apply_outcome(ctx, &job, result).await?;
