@@ -214,7 +214,7 @@ impl PriceImport {
     /// Writes rows: full files and `A`/`C` rows of deltas upsert, `D` rows delete. A SKU
     /// seen twice in one file keeps its last row.
     pub async fn write(&mut self, rows: &[PriceRow]) -> sqlx::Result<()> {
-        if !self.delta {
+        if !self.delta && self.previous > 0 {
             self.seen.extend(rows.iter().map(|r| sku_hash(&r.sku)));
         }
         if self.previous == 0 {

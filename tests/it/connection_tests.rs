@@ -161,15 +161,27 @@ async fn stale_data_is_raised_once_and_resolved_by_the_next_success() {
 async fn a_queued_connection_test_job_lifts_a_pause_when_it_passes() {
     let fake = FakeDistributor::start(Reply::status(401)).await;
     let env = TestEnv::sqlite();
-    env.write_catalog("acme", &format!("tenant = \"acme\"\n{}", env.http_feed("prices", &fake.url("/p.csv"))));
+    env.write_catalog(
+        "acme",
+        &format!(
+            "tenant = \"acme\"\n{}",
+            env.http_feed("prices", &fake.url("/p.csv"))
+        ),
+    );
     let _daemon = env.spawn();
     wait_for_outcome(&env, "prices", Duration::from_secs(20), |o| o == "rejected").await;
     fake.set_fallback(Reply::csv(GOOD));
 
-    let config = std::sync::Arc::new(syncd::config::Config::load(&env.config_path(), true).unwrap());
+    let config =
+        std::sync::Arc::new(syncd::config::Config::load(&env.config_path(), true).unwrap());
     let store = env.store().await;
     let queue = syncd::queue::Queue::connect(config, &store).await.unwrap();
-    let job = syncd::jobs::Job::new(syncd::jobs::JobKind::ConnectionTest, "acme", "prices", syncd::jobs::Trigger::Refetch);
+    let job = syncd::jobs::Job::new(
+        syncd::jobs::JobKind::ConnectionTest,
+        "acme",
+        "prices",
+        syncd::jobs::Trigger::Refetch,
+    );
     queue.push(&job, None, None).await.unwrap();
     eventually(Duration::from_secs(20), "the pause to lift", || {
         let lifted = env.status_of("prices")["paused"] == false;
@@ -177,5 +189,14 @@ async fn a_queued_connection_test_job_lifts_a_pause_when_it_passes() {
     })
     .await;
     assert!(env.issues(false).is_empty());
-    assert_eq!(env.store().await.prices("acme", "prices").await.unwrap().len(), 0, "a test downloads nothing");
+    assert_eq!(
+        env.store()
+            .await
+            .prices("acme", "prices")
+            .await
+            .unwrap()
+            .len(),
+        0,
+        "a test downloads nothing"
+    );
 }
