@@ -126,11 +126,7 @@ async fn stale_data_is_raised_once_and_resolved_by_the_next_success() {
     );
     let _daemon = env.spawn();
     wait_for_outcome(&env, "prices", Duration::from_secs(20), |o| o == "success").await;
-    let issue = eventually(Duration::from_secs(20), "stale_data", || {
-        let found = open_issues(&env, "prices", "stale_data").pop();
-        async move { found }
-    })
-    .await;
+    let issue = wait_for_issue(&env, "prices", "stale_data", Duration::from_secs(20)).await;
     assert!(
         issue["message"]
             .as_str()

@@ -332,6 +332,15 @@ pub fn open_issues(env: &TestEnv, name: &str, kind: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Waits for an open issue of `kind` on `acme/{name}` and returns it.
+pub async fn wait_for_issue(env: &TestEnv, name: &str, kind: &str, timeout: Duration) -> Value {
+    eventually(timeout, &format!("a {kind} issue on acme/{name}"), || {
+        let found = open_issues(env, name, kind).pop();
+        async move { found }
+    })
+    .await
+}
+
 /// A free loopback TCP port (for servers that must come back on the same port).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -121,11 +121,7 @@ async fn a_job_that_keeps_killing_its_worker_ends_in_an_issue_instead_of_looping
         daemon.kill9();
     }
     let _daemon = env.spawn();
-    let issue = eventually(Duration::from_secs(30), "retries_exhausted", || {
-        let found = open_issues(&env, "prices", "retries_exhausted").pop();
-        async move { found }
-    })
-    .await;
+    let issue = wait_for_issue(&env, "prices", "retries_exhausted", Duration::from_secs(30)).await;
     assert!(
         issue["message"]
             .as_str()

@@ -53,11 +53,7 @@ async fn an_outage_opens_connection_failed_while_retrying_and_success_resolves_i
     let _daemon = env.spawn();
 
     // After the third failure the issue is open while retries continue.
-    let issue = eventually(Duration::from_secs(30), "a connection_failed issue", || {
-        let found = open_issues(&env, "prices", "connection_failed").pop();
-        async move { found }
-    })
-    .await;
+    let issue = wait_for_issue(&env, "prices", "connection_failed", Duration::from_secs(30)).await;
     let message = issue["message"].as_str().unwrap();
     assert!(
         message.contains("HTTP 503") && message.contains("/p.csv"),
@@ -153,11 +149,7 @@ async fn after_max_attempts_retries_stop_with_retries_exhausted() {
         "[retry]\nbase = \"100ms\"\ncap = \"200ms\"\nmax_attempts = 3",
     );
     let _daemon = env.spawn();
-    let issue = eventually(Duration::from_secs(30), "retries_exhausted", || {
-        let found = open_issues(&env, "prices", "retries_exhausted").pop();
-        async move { found }
-    })
-    .await;
+    let issue = wait_for_issue(&env, "prices", "retries_exhausted", Duration::from_secs(30)).await;
     assert!(
         issue["message"]
             .as_str()
