@@ -191,7 +191,7 @@ impl RunResult {
     }
 }
 
-/// The builds an HTTP client with the configured timeouts (rustls, no cookies).
+/// Builds the HTTP client with the configured timeouts (rustls, no cookies, at most 5 redirects).
 pub fn http_client(config: &Config) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .connect_timeout(config.http.connect_timeout)
