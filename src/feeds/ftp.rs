@@ -8,7 +8,7 @@
 //! control connection's session), and a file that is still being written caught by
 //! comparing SIZE and MDTM before and after the transfer.
 
-use super::{FetchOptions, Fetched, secret, spool_file};
+use super::{FetchOptions, Fetched, Spool, secret};
 use crate::catalog::{Auth, FeedSpec};
 use crate::outcome::Outcome;
 use crate::store::sync_state::Validators;
@@ -18,7 +18,7 @@ use std::time::Duration;
 use suppaftp::tokio::{AsyncRustlsConnector, AsyncRustlsFtpStream};
 use suppaftp::types::FileType;
 use suppaftp::{FtpError, Status};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 /// Connection settings for one FTP session.
 #[derive(Debug, Clone, Copy)]
@@ -235,45 +235,30 @@ pub async fn fetch(
         s.quit().await;
         return Err(Outcome::invalid(message));
     }
-    let spool = spool_file(opts.work_dir)?;
-    let io_err = |e: std::io::Error| {
-        Outcome::transient(format!(
-            "cannot write the download to {}: {e}",
-            opts.work_dir.display()
-        ))
-    };
-    let std_file = spool.reopen().map_err(io_err)?;
-    let mut out =
-        tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(std_file));
     let what = s.what.clone();
+    let mut spool = Spool::create(&what, opts)?;
     let mut transfer = step(&what, timeouts.read, s.ftp.retr_as_stream(&s.path)).await?;
     let mut buf = vec![0u8; 256 * 1024];
-    let mut bytes: u64 = 0;
     loop {
         let n = match tokio::time::timeout(timeouts.read, transfer.read(&mut buf)).await {
             Ok(Ok(0)) => break,
             Ok(Ok(n)) => n,
             Ok(Err(e)) => {
                 return Err(Outcome::transient(format!(
-                    "{what}: the transfer broke off after {bytes} bytes ({e})"
+                    "{what}: the transfer broke off after {} bytes ({e})",
+                    spool.bytes()
                 )));
             }
             Err(_) => {
                 return Err(Outcome::transient(format!(
-                    "{what}: the transfer stalled after {bytes} bytes"
+                    "{what}: the transfer stalled after {} bytes",
+                    spool.bytes()
                 )));
             }
         };
-        bytes += n as u64;
-        if bytes > opts.max_bytes {
-            return Err(Outcome::invalid(format!(
-                "{what}: the file exceeds [feeds] max_download_bytes ({})",
-                opts.max_bytes
-            )));
-        }
-        out.write_all(&buf[..n]).await.map_err(io_err)?;
+        spool.write(&buf[..n]).await?;
     }
-    out.flush().await.map_err(io_err)?;
+    let (file, bytes) = spool.finish().await?;
     // 226 ends a complete transfer; 426/451 say it was cut off.
     step(&what, timeouts.read, transfer.finish()).await?;
     if bytes != before.size {
@@ -290,7 +275,7 @@ pub async fn fetch(
         )));
     }
     Ok(Fetched::File {
-        file: spool,
+        file,
         bytes,
         validators: Validators {
             etag: None,

@@ -1,13 +1,12 @@
 //! HTTP(S) downloads: conditional GET, streamed to a temporary file.
 
-use super::{FetchOptions, Fetched, secret, spool_file};
+use super::{FetchOptions, Fetched, Spool, secret};
 use crate::catalog::Auth;
 use crate::outcome::{Outcome, classify_http_status, parse_retry_after};
 use crate::store::sync_state::Validators;
 use reqwest::header::{
     CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, RETRY_AFTER,
 };
-use tokio::io::AsyncWriteExt;
 
 /// The URL as it may appear in messages: no query string (distributors put keys there) and
 /// never user info.
@@ -124,42 +123,25 @@ pub async fn fetch(
         )));
     }
 
-    let spool = spool_file(opts.work_dir)?;
-    let io_err = |e: std::io::Error| {
-        Outcome::transient(format!(
-            "cannot write the download to {}: {e}",
-            opts.work_dir.display()
-        ))
-    };
-    let std_file = spool.reopen().map_err(io_err)?;
-    let mut out =
-        tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(std_file));
-    let mut bytes: u64 = 0;
+    let mut spool = Spool::create(&what, opts)?;
     loop {
-        let chunk = match resp.chunk().await {
-            Ok(Some(chunk)) => chunk,
+        match resp.chunk().await {
+            Ok(Some(chunk)) => spool.write(&chunk).await?,
             Ok(None) => break,
             Err(e) => {
                 let e = e.without_url();
                 return Err(Outcome::transient(format!(
-                    "{what}: the download broke off after {bytes} bytes ({})",
+                    "{what}: the download broke off after {} bytes ({})",
+                    spool.bytes(),
                     describe(&e)
                 )));
             }
-        };
-        bytes += chunk.len() as u64;
-        if bytes > opts.max_bytes {
-            return Err(Outcome::invalid(format!(
-                "{what}: the file exceeds [feeds] max_download_bytes ({})",
-                opts.max_bytes
-            )));
         }
-        out.write_all(&chunk).await.map_err(io_err)?;
     }
-    out.flush().await.map_err(io_err)?;
+    let (file, bytes) = spool.finish().await?;
     validators.size = Some(bytes as i64);
     Ok(Fetched::File {
-        file: spool,
+        file,
         bytes,
         validators,
     })

@@ -89,6 +89,72 @@ pub(crate) fn spool_file(work_dir: &Path) -> Result<NamedTempFile, Outcome> {
         })
 }
 
+/// A download being written to its spool file, with the `max_download_bytes` cap enforced
+/// as the bytes arrive (a server may send more than it announced). Shared by the streaming
+/// transports.
+pub(crate) struct Spool<'a> {
+    file: NamedTempFile,
+    out: tokio::io::BufWriter<tokio::fs::File>,
+    bytes: u64,
+    what: &'a str,
+    opts: FetchOptions<'a>,
+}
+
+impl<'a> Spool<'a> {
+    /// Creates the spool file for the download named `what`.
+    pub(crate) fn create(what: &'a str, opts: FetchOptions<'a>) -> Result<Self, Outcome> {
+        let file = spool_file(opts.work_dir)?;
+        let std_file = file.reopen().map_err(|e| Self::io_error(opts, e))?;
+        let out =
+            tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(std_file));
+        Ok(Spool {
+            file,
+            out,
+            bytes: 0,
+            what,
+            opts,
+        })
+    }
+
+    fn io_error(opts: FetchOptions<'_>, e: std::io::Error) -> Outcome {
+        Outcome::transient(format!(
+            "cannot write the download to {}: {e}",
+            opts.work_dir.display()
+        ))
+    }
+
+    /// Bytes received so far.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Appends a chunk; refuses the download once it exceeds the cap.
+    pub(crate) async fn write(&mut self, chunk: &[u8]) -> Result<(), Outcome> {
+        use tokio::io::AsyncWriteExt;
+        self.bytes += chunk.len() as u64;
+        if self.bytes > self.opts.max_bytes {
+            return Err(Outcome::invalid(format!(
+                "{}: the file exceeds [feeds] max_download_bytes ({})",
+                self.what, self.opts.max_bytes
+            )));
+        }
+        self.out
+            .write_all(chunk)
+            .await
+            .map_err(|e| Self::io_error(self.opts, e))
+    }
+
+    /// Flushes and hands over the file with its size.
+    pub(crate) async fn finish(mut self) -> Result<(NamedTempFile, u64), Outcome> {
+        use tokio::io::AsyncWriteExt;
+        self.out
+            .flush()
+            .await
+            .map_err(|e| Self::io_error(self.opts, e))?;
+        Ok((self.file, self.bytes))
+    }
+}
+
 /// Looks at the first bytes of a download for things that are certainly not a CSV feed:
 /// an HTML page (a portal's login or error page answered with 200), XML, or JSON.
 pub fn sniff_not_csv(head: &[u8]) -> Option<&'static str> {
