@@ -44,6 +44,8 @@ pub struct Tenant {
     pub file: PathBuf,
     /// Distributor feeds.
     pub feeds: Vec<FeedSpec>,
+    /// CRM sources (HubSpot, Apollo.io).
+    pub crms: Vec<CrmSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,6 +54,157 @@ struct TenantFile {
     tenant: String,
     #[serde(default)]
     feed: Vec<FeedSpec>,
+    #[serde(default)]
+    crm: Vec<CrmSpec>,
+}
+
+/// A CRM source (`[[crm]]`): HubSpot companies and contacts, or Apollo.io enrichment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrmSpec {
+    /// Unique within the tenant (across feeds too).
+    pub name: String,
+    /// Which service.
+    pub provider: CrmProvider,
+    /// When it runs.
+    pub schedule: Schedule,
+    /// A `stale_data` issue is raised when the last success is older than this.
+    #[serde(default, with = "duration::option")]
+    pub stale_after: Option<Duration>,
+    /// The API's base URL (default: the provider's public one).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// HubSpot private app: environment variable holding the access token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// HubSpot OAuth: the app's client id (not a secret).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// HubSpot OAuth: environment variable holding the client secret.
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// HubSpot OAuth: environment variable holding the refresh token granted at install.
+    #[serde(default)]
+    pub refresh_token_env: Option<String>,
+    /// Apollo.io: environment variable holding the API key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+}
+
+/// CRM providers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CrmProvider {
+    /// HubSpot CRM (private app token or OAuth).
+    Hubspot,
+    /// Apollo.io organization enrichment (API key).
+    Apollo,
+}
+
+impl CrmProvider {
+    /// The name used in the catalog and in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CrmProvider::Hubspot => "hubspot",
+            CrmProvider::Apollo => "apollo",
+        }
+    }
+
+    /// The public API base URL.
+    pub fn default_base_url(self) -> &'static str {
+        match self {
+            CrmProvider::Hubspot => "https://api.hubapi.com",
+            CrmProvider::Apollo => "https://api.apollo.io",
+        }
+    }
+}
+
+impl CrmSpec {
+    /// The API base URL without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        self.base_url
+            .as_deref()
+            .unwrap_or(self.provider.default_base_url())
+            .trim_end_matches('/')
+    }
+
+    /// Every environment variable this source reads a secret from.
+    pub fn secret_envs(&self) -> Vec<&str> {
+        [
+            &self.token_env,
+            &self.client_secret_env,
+            &self.refresh_token_env,
+            &self.api_key_env,
+        ]
+        .into_iter()
+        .filter_map(|e| e.as_deref())
+        .collect()
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let oauth = [
+            ("client_id", self.client_id.is_some()),
+            ("client_secret_env", self.client_secret_env.is_some()),
+            ("refresh_token_env", self.refresh_token_env.is_some()),
+        ];
+        let oauth_count = oauth.iter().filter(|(_, set)| *set).count();
+        match self.provider {
+            CrmProvider::Hubspot => {
+                if self.api_key_env.is_some() {
+                    return Err(
+                        "key `api_key_env` is for Apollo; HubSpot takes `token_env` (private app) or `client_id`, `client_secret_env` and `refresh_token_env` (OAuth)".into(),
+                    );
+                }
+                match (self.token_env.is_some(), oauth_count) {
+                    (true, 0) | (false, 3) => {}
+                    (true, _) => {
+                        return Err("give either `token_env` (private app) or the OAuth keys `client_id`, `client_secret_env`, `refresh_token_env`, not both".into());
+                    }
+                    (false, 0) => {
+                        return Err("HubSpot needs `token_env` (private app) or `client_id`, `client_secret_env` and `refresh_token_env` (OAuth)".into());
+                    }
+                    (false, _) => {
+                        let missing: Vec<&str> = oauth
+                            .iter()
+                            .filter(|(_, set)| !set)
+                            .map(|(k, _)| *k)
+                            .collect();
+                        return Err(format!(
+                            "OAuth also needs key(s) {}",
+                            missing
+                                .iter()
+                                .map(|k| format!("`{k}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
+                    }
+                }
+            }
+            CrmProvider::Apollo => {
+                if self.api_key_env.is_none() {
+                    return Err("Apollo needs `api_key_env`".into());
+                }
+                if self.token_env.is_some() || oauth_count > 0 {
+                    return Err("Apollo takes only `api_key_env` (no token or OAuth keys)".into());
+                }
+            }
+        }
+        if let Some(base) = &self.base_url {
+            let url = url::Url::parse(base)
+                .map_err(|e| format!("key `base_url`: `{base}` is not a URL ({e})"))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(format!(
+                    "key `base_url`: `{base}` must be an http(s) URL with a host"
+                ));
+            }
+        }
+        for env in self.secret_envs() {
+            if env.is_empty() {
+                return Err("an `…_env` key names an empty environment variable".into());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A distributor price/stock feed (`[[feed]]`).
@@ -420,6 +573,8 @@ fn fnv1a(s: &str) -> u64 {
 pub enum IntegrationKind {
     /// `[[feed]]`
     Feed,
+    /// `[[crm]]`
+    Crm,
 }
 
 impl IntegrationKind {
@@ -427,6 +582,7 @@ impl IntegrationKind {
     pub fn as_str(self) -> &'static str {
         match self {
             IntegrationKind::Feed => "feed",
+            IntegrationKind::Crm => "crm",
         }
     }
 }
@@ -475,13 +631,21 @@ impl Catalog {
     /// Every integration of every tenant.
     pub fn integrations(&self) -> impl Iterator<Item = IntegrationRef<'_>> {
         self.tenants.iter().flat_map(|t| {
-            t.feeds.iter().map(move |f| IntegrationRef {
+            let feeds = t.feeds.iter().map(move |f| IntegrationRef {
                 tenant: &t.name,
                 name: &f.name,
                 kind: IntegrationKind::Feed,
                 schedule: &f.schedule,
                 stale_after: f.stale_after,
-            })
+            });
+            let crms = t.crms.iter().map(move |c| IntegrationRef {
+                tenant: &t.name,
+                name: &c.name,
+                kind: IntegrationKind::Crm,
+                schedule: &c.schedule,
+                stale_after: c.stale_after,
+            });
+            feeds.chain(crms)
         })
     }
 
@@ -493,6 +657,26 @@ impl Catalog {
             .feeds
             .iter()
             .find(|f| f.name == name)
+    }
+
+    /// The CRM source `tenant/name`, if the catalog has it.
+    pub fn crm(&self, tenant: &str, name: &str) -> Option<&CrmSpec> {
+        self.tenants
+            .iter()
+            .find(|t| t.name == tenant)?
+            .crms
+            .iter()
+            .find(|c| c.name == name)
+    }
+
+    /// The environment variables `tenant/name` reads its secrets from.
+    pub fn secret_envs(&self, tenant: &str, name: &str) -> Vec<&str> {
+        if let Some(feed) = self.feed(tenant, name) {
+            return feed.auth.iter().map(|a| a.secret_env()).collect();
+        }
+        self.crm(tenant, name)
+            .map(CrmSpec::secret_envs)
+            .unwrap_or_default()
     }
 
     /// Looks up `tenant/name` and says which part is unknown.
@@ -508,17 +692,10 @@ impl Catalog {
     /// Environment variables the catalog reads secrets from that are not set now.
     pub fn missing_secrets(&self) -> Vec<String> {
         let mut missing = BTreeSet::new();
-        for t in &self.tenants {
-            for f in &t.feeds {
-                if let Some(auth) = &f.auth
-                    && std::env::var_os(auth.secret_env()).is_none()
-                {
-                    missing.insert(format!(
-                        "{}/{}: {} is not set",
-                        t.name,
-                        f.name,
-                        auth.secret_env()
-                    ));
+        for i in self.integrations() {
+            for env in self.secret_envs(i.tenant, i.name) {
+                if std::env::var_os(env).is_none() {
+                    missing.insert(format!("{}/{}: {env} is not set", i.tenant, i.name));
                 }
             }
         }
@@ -575,10 +752,24 @@ fn load_file(file: &Path) -> anyhow::Result<Tenant> {
             bail!("{at}: key `format.decimal` must differ from `format.delimiter`");
         }
     }
+    for (i, crm) in parsed.crm.iter().enumerate() {
+        let at = format!("{shown}: [[crm]] #{} (`{}`)", i + 1, crm.name);
+        if !valid_name(&crm.name) {
+            bail!("{at}: key `name` must be 1-64 letters, digits, '-', '_' or '.'");
+        }
+        if !seen.insert(crm.name.clone()) {
+            bail!(
+                "{at}: key `name`: `{}` is used twice in this tenant",
+                crm.name
+            );
+        }
+        crm.check().map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+    }
     Ok(Tenant {
         name: parsed.tenant,
         file: file.to_path_buf(),
         feeds: parsed.feed,
+        crms: parsed.crm,
     })
 }
 

@@ -66,6 +66,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Companies for CRM enrichment: import a list, or show what is stored.
+    #[command(subcommand)]
+    Companies(CompaniesCommand),
     /// Show open issues (all with --all).
     Issues {
         /// Include resolved issues.
@@ -75,6 +78,29 @@ enum Command {
         #[arg(long)]
         tenant: Option<String>,
         /// JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CompaniesCommand {
+    /// Add companies from a CSV file with a `domain` column (and optional `name` and
+    /// `tenant` columns); existing companies keep their data.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        /// The tenant for rows without a `tenant` column (optional when the catalog has
+        /// one tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Show a tenant's companies with their enrichment status.
+    List {
+        /// The tenant (optional when the catalog has one tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// JSON array instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -131,6 +157,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             status(&config, &catalog, tenant.as_deref(), json).await
         }
         Command::Issues { all, tenant, json } => issues(&config, all, tenant, json).await,
+        Command::Companies(CompaniesCommand::Import { file, tenant }) => {
+            import_companies(&config, &catalog, &file, tenant.as_deref()).await
+        }
+        Command::Companies(CompaniesCommand::List { tenant, json }) => {
+            list_companies(&config, &catalog, tenant.as_deref(), json).await
+        }
     }
 }
 
@@ -148,6 +180,7 @@ async fn run(config: Config, catalog: Catalog) -> anyhow::Result<ExitCode> {
         catalog: Arc::new(catalog),
         http: jobs::http_client(&config)?,
         queue: queue.clone(),
+        limiter: crate::crm::limiter::Limiter::for_config(&config).await?,
     });
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
@@ -318,15 +351,10 @@ async fn test_connection(
         .map_err(|e| anyhow::anyhow!("{target}: {e} in {}", config.catalog_dir().display()))?;
     let store = open_store(config).await?;
     let http = jobs::http_client(config)?;
-    let probe = jobs::connection_test::run_with(
-        &store,
-        catalog,
-        &http,
-        jobs::ftp_timeouts(config),
-        tenant,
-        name,
-    )
-    .await?;
+    let limiter = crate::crm::limiter::Limiter::for_config(config).await?;
+    let probe =
+        jobs::connection_test::run_with(&store, catalog, &http, config, &limiter, tenant, name)
+            .await?;
     if json {
         let out = serde_json::json!({
             "tenant": tenant,
@@ -372,6 +400,9 @@ async fn status(
         }
     }
     states.sort_by(|a, b| (&a.tenant, &a.integration).cmp(&(&b.tenant, &b.integration)));
+    for s in states.iter_mut().filter(|s| s.kind == "crm") {
+        s.companies = Some(store.company_counts(&s.tenant).await?);
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&states)?);
         return Ok(ExitCode::SUCCESS);
@@ -404,9 +435,172 @@ async fn status(
             s.last_outcome.as_deref().unwrap_or("-"),
             s.items.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
         );
+        if let Some(c) = &s.companies {
+            println!(
+                "    companies: {} enriched, {} without data (expected for small or new companies), {} pending",
+                c.enriched, c.no_data, c.pending
+            );
+        }
         if let Some(err) = &s.last_error {
             println!("    last error: {err}");
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The tenant a companies command is about: the one named, or the catalog's only one.
+fn pick_tenant<'a>(
+    catalog: &'a Catalog,
+    tenant: Option<&'a str>,
+) -> anyhow::Result<Option<&'a str>> {
+    match tenant {
+        Some(t) => {
+            if !catalog.tenants.iter().any(|x| x.name == t) {
+                anyhow::bail!("unknown tenant `{t}`");
+            }
+            Ok(Some(t))
+        }
+        None if catalog.tenants.len() == 1 => Ok(Some(&catalog.tenants[0].name)),
+        None => Ok(None),
+    }
+}
+
+async fn import_companies(
+    config: &Config,
+    catalog: &Catalog,
+    file: &std::path::Path,
+    tenant: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let shown = file.display();
+    let default_tenant = pick_tenant(catalog, tenant)?;
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_path(file)
+        .with_context(|| format!("{shown}: cannot open"))?;
+    let headers = reader
+        .headers()
+        .with_context(|| format!("{shown}: cannot read the header row"))?
+        .clone();
+    let col = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h.trim_start_matches('\u{feff}').eq_ignore_ascii_case(name))
+    };
+    let Some(domain_col) = col("domain") else {
+        anyhow::bail!(
+            "{shown}: the header row has no `domain` column (found: {})",
+            headers.iter().collect::<Vec<_>>().join(", ")
+        );
+    };
+    let (name_col, tenant_col) = (col("name"), col("tenant"));
+    if tenant_col.is_none() && default_tenant.is_none() {
+        anyhow::bail!(
+            "{shown}: no `tenant` column and the catalog has {} tenants: name one with --tenant",
+            catalog.tenants.len()
+        );
+    }
+    let mut by_tenant: std::collections::BTreeMap<String, Vec<(String, Option<String>)>> =
+        Default::default();
+    let mut errors = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let line = i + 2;
+        let record = record.with_context(|| format!("{shown}: line {line}"))?;
+        let raw = record.get(domain_col).unwrap_or("");
+        let Some(domain) = crate::store::companies::normalize_domain(raw) else {
+            errors.push(format!("line {line}: `{raw}` is not a domain"));
+            continue;
+        };
+        let t = match tenant_col
+            .and_then(|c| record.get(c))
+            .filter(|t| !t.is_empty())
+        {
+            Some(t) => {
+                if !catalog.tenants.iter().any(|x| x.name == t) {
+                    errors.push(format!("line {line}: unknown tenant `{t}`"));
+                    continue;
+                }
+                t.to_string()
+            }
+            None => match default_tenant {
+                Some(t) => t.to_string(),
+                None => {
+                    errors.push(format!("line {line}: no tenant"));
+                    continue;
+                }
+            },
+        };
+        let name = name_col
+            .and_then(|c| record.get(c))
+            .filter(|n| !n.is_empty())
+            .map(str::to_string);
+        by_tenant.entry(t).or_default().push((domain, name));
+    }
+    if !errors.is_empty() {
+        let shown_errors: Vec<&String> = errors.iter().take(10).collect();
+        anyhow::bail!(
+            "{shown}: {} row(s) cannot be imported, nothing was imported:\n  {}",
+            errors.len(),
+            shown_errors
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        );
+    }
+    let store = open_store(config).await?;
+    for (t, rows) in &by_tenant {
+        let added = store.import_companies(t, rows).await?;
+        println!(
+            "{t}: {} companies in {shown}, {added} new, {} already known",
+            rows.len(),
+            rows.len() as u64 - added
+        );
+    }
+    if by_tenant.is_empty() {
+        println!("{shown}: no companies");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list_companies(
+    config: &Config,
+    catalog: &Catalog,
+    tenant: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let Some(tenant) = pick_tenant(catalog, tenant)? else {
+        anyhow::bail!(
+            "the catalog has {} tenants: name one with --tenant",
+            catalog.tenants.len()
+        );
+    };
+    let store = open_store(config).await?;
+    let list = store.companies(tenant).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if list.is_empty() {
+        println!("{tenant}: no companies");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<32} {:<28} {:<24} {:>9}  {:<9} ENRICHED AT",
+        "DOMAIN", "NAME", "INDUSTRY", "EMPLOYEES", "STATUS"
+    );
+    for c in &list {
+        println!(
+            "{:<32} {:<28} {:<24} {:>9}  {:<9} {}",
+            c.domain,
+            c.name.as_deref().unwrap_or("-"),
+            c.industry.as_deref().unwrap_or("-"),
+            c.employee_count
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "-".into()),
+            c.enrichment_status,
+            time(c.enriched_at)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -32,6 +32,8 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     /// Feed download and validation limits.
     pub feeds: FeedsConfig,
+    /// CRM providers: rate limits, OAuth refresh, enrichment age.
+    pub crm: CrmConfig,
     /// How long in-flight jobs may run after SIGTERM/SIGINT before the daemon exits anyway.
     /// Jobs cut off by the grace period stay queued and run again after the orphan timeout.
     #[serde(with = "duration")]
@@ -57,6 +59,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             scheduler: SchedulerConfig::default(),
             feeds: FeedsConfig::default(),
+            crm: CrmConfig::default(),
             shutdown_grace: Duration::from_secs(30),
             base_dir: PathBuf::from("."),
             source: None,
@@ -297,6 +300,52 @@ impl Default for FeedsConfig {
     }
 }
 
+/// `[crm]`: the providers' documented limits as defaults; lower them for a smaller plan,
+/// raise them for a bigger one.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CrmConfig {
+    /// HubSpot API calls per rolling 10 seconds, per tenant (100 for Free/Starter private
+    /// apps, 190 for Professional/Enterprise, 110 for public OAuth apps).
+    pub hubspot_per_10s: u32,
+    /// HubSpot search calls per second, per tenant (HubSpot documents "about 5").
+    pub hubspot_search_per_second: u32,
+    /// Apollo.io calls per fixed minute window, per tenant (free plan: 50).
+    pub apollo_per_minute: u32,
+    /// Apollo.io calls per fixed hour window (free plan: 200).
+    pub apollo_per_hour: u32,
+    /// Apollo.io calls per fixed 24-hour window (free plan: 600).
+    pub apollo_per_day: u32,
+    /// Fraction of each budget kept back, for clock skew between us and the provider.
+    pub headroom: f64,
+    /// A job waits in place for quota this long at most; a longer wait ends the run and
+    /// queues its continuation for when the quota is back, freeing the worker.
+    #[serde(with = "duration")]
+    pub max_inline_wait: Duration,
+    /// OAuth access tokens are refreshed this long before they expire.
+    #[serde(with = "duration")]
+    pub oauth_refresh_margin: Duration,
+    /// Companies enriched longer ago than this are enriched again.
+    #[serde(with = "duration")]
+    pub enrich_max_age: Duration,
+}
+
+impl Default for CrmConfig {
+    fn default() -> Self {
+        Self {
+            hubspot_per_10s: 100,
+            hubspot_search_per_second: 4,
+            apollo_per_minute: 50,
+            apollo_per_hour: 200,
+            apollo_per_day: 600,
+            headroom: 0.01,
+            max_inline_wait: Duration::from_secs(5),
+            oauth_refresh_margin: Duration::from_secs(300),
+            enrich_max_age: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
 impl Config {
     /// Reads `path` (optional when `explicit` is false and the file is absent), applies
     /// `SYNCD__…` environment overrides and validates the result.
@@ -383,6 +432,21 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&self.feeds.max_shrink) {
             return Err("[feeds] max_shrink must be between 0 and 1".into());
+        }
+        let c = &self.crm;
+        for (key, v) in [
+            ("hubspot_per_10s", c.hubspot_per_10s),
+            ("hubspot_search_per_second", c.hubspot_search_per_second),
+            ("apollo_per_minute", c.apollo_per_minute),
+            ("apollo_per_hour", c.apollo_per_hour),
+            ("apollo_per_day", c.apollo_per_day),
+        ] {
+            if v == 0 {
+                return Err(format!("[crm] {key} must be at least 1"));
+            }
+        }
+        if !(0.0..0.5).contains(&c.headroom) {
+            return Err("[crm] headroom must be at least 0 and below 0.5".into());
         }
         if !self.state.url.starts_with("sqlite:") {
             return Err(format!(

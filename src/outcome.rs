@@ -34,6 +34,15 @@ pub enum Outcome {
         /// The provider's wait, if it gave one.
         retry_after: Option<Duration>,
     },
+    /// Our own rate limiter (or the provider's remaining-quota headers) says the budget is
+    /// spent for longer than a worker should wait: the run stopped where it was and goes on
+    /// at `until`. Not a failure, not an attempt.
+    Waiting {
+        /// What is being waited for.
+        message: String,
+        /// When the quota is back.
+        until: chrono::DateTime<chrono::Utc>,
+    },
     /// Credentials refused (401/403). Never retried: retrying a bad password locks accounts.
     Rejected {
         /// What happened.
@@ -97,6 +106,7 @@ impl Outcome {
             Outcome::Success { .. } => "success",
             Outcome::Transient { .. } => "transient",
             Outcome::RateLimited { .. } => "rate_limited",
+            Outcome::Waiting { .. } => "waiting",
             Outcome::Rejected { .. } => "rejected",
             Outcome::Invalid { .. } => "invalid",
             Outcome::Misconfigured { .. } => "misconfigured",
@@ -109,6 +119,7 @@ impl Outcome {
             Outcome::Success { .. } => None,
             Outcome::Transient { message, .. }
             | Outcome::RateLimited { message, .. }
+            | Outcome::Waiting { message, .. }
             | Outcome::Rejected { message }
             | Outcome::Invalid { message, .. }
             | Outcome::Misconfigured { message } => Some(message),

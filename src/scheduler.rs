@@ -25,6 +25,7 @@ use tracing::{debug, info, warn};
 pub fn job_kind(kind: IntegrationKind) -> JobKind {
     match kind {
         IntegrationKind::Feed => JobKind::FeedFetch,
+        IntegrationKind::Crm => JobKind::CrmEnrich,
     }
 }
 

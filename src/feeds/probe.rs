@@ -48,11 +48,14 @@ pub struct Probe {
 }
 
 impl Probe {
-    fn from_outcome(outcome: Outcome) -> Probe {
+    /// The verdict a failed (or passed) call's outcome amounts to.
+    pub fn from_outcome(outcome: Outcome) -> Probe {
         let verdict = match &outcome {
             Outcome::Success { .. } => Verdict::Ok,
             Outcome::Rejected { .. } => Verdict::CredentialsRejected,
-            Outcome::Transient { .. } | Outcome::RateLimited { .. } => Verdict::Unreachable,
+            Outcome::Transient { .. } | Outcome::RateLimited { .. } | Outcome::Waiting { .. } => {
+                Verdict::Unreachable
+            }
             Outcome::Misconfigured { message }
                 if message.contains("404")
                     || message.contains("410")

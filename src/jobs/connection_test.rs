@@ -3,10 +3,16 @@
 //! a failing one changes nothing (the verdict is logged and returned).
 
 use super::JobContext;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, CrmProvider};
+use crate::config::Config;
+use crate::crm::CrmEnv;
+use crate::crm::apollo::Apollo;
+use crate::crm::hubspot::HubSpot;
+use crate::crm::limiter::Limiter;
 use crate::feeds::probe::{self, Probe, Verdict};
 use crate::outcome::IssueKind;
 use crate::store::Store;
+use std::time::Duration;
 use tracing::{info, warn};
 
 /// The stable name of this job kind.
@@ -14,12 +20,12 @@ pub const JOB_NAME: &str = "connection_test";
 
 /// Tests `tenant/integration` and applies a passing verdict.
 pub async fn run(ctx: &JobContext, tenant: &str, integration: &str) -> anyhow::Result<Probe> {
-    let timeouts = super::ftp_timeouts(&ctx.config);
     run_with(
         &ctx.store,
         ctx.catalog(),
         &ctx.http,
-        timeouts,
+        &ctx.config,
+        &ctx.limiter,
         tenant,
         integration,
     )
@@ -31,19 +37,45 @@ pub async fn run_with(
     store: &Store,
     catalog: &Catalog,
     http: &reqwest::Client,
-    timeouts: crate::feeds::ftp::Timeouts,
+    config: &Config,
+    limiter: &Limiter,
     tenant: &str,
     integration: &str,
 ) -> anyhow::Result<Probe> {
-    let Some(spec) = catalog.feed(tenant, integration) else {
+    let (result, kind) = if let Some(spec) = catalog.feed(tenant, integration) {
+        let timeouts = super::ftp_timeouts(config);
+        (probe::test(http, spec, timeouts).await, "feed")
+    } else if let Some(spec) = catalog.crm(tenant, integration) {
+        let env = CrmEnv {
+            http,
+            store,
+            limiter,
+            config: &config.crm,
+            tenant,
+            spec,
+            // A person is waiting for the answer, and a test spends one call.
+            max_wait: Duration::from_secs(30),
+        };
+        let answer = match spec.provider {
+            CrmProvider::Hubspot => HubSpot::new(env).test().await,
+            CrmProvider::Apollo => Apollo::new(env).test().await,
+        };
+        let probe = match answer {
+            Ok(detail) => Probe {
+                verdict: Verdict::Ok,
+                detail,
+            },
+            Err(outcome) => Probe::from_outcome(outcome),
+        };
+        (probe, "crm")
+    } else {
         return Ok(Probe {
             verdict: Verdict::Misconfigured,
-            detail: format!("the catalog has no feed {tenant}/{integration}"),
+            detail: format!("the catalog has no integration {tenant}/{integration}"),
         });
     };
-    let result = probe::test(http, spec, timeouts).await;
     if result.verdict == Verdict::Ok {
-        store.ensure_state(tenant, integration, "feed").await?;
+        store.ensure_state(tenant, integration, kind).await?;
         let resolved = store
             .resolve_issues(
                 tenant,

@@ -7,6 +7,7 @@
 //! play for job failures.
 
 pub mod connection_test;
+pub mod crm_enrich;
 pub mod feed_fetch;
 
 use crate::catalog::Catalog;
@@ -25,7 +26,11 @@ use std::sync::Arc;
 use tracing::{Instrument, error, info, warn};
 
 /// Every job kind, one queue each. The registry: add new kinds here.
-pub const ALL_KINDS: &[JobKind] = &[JobKind::FeedFetch, JobKind::ConnectionTest];
+pub const ALL_KINDS: &[JobKind] = &[
+    JobKind::FeedFetch,
+    JobKind::CrmEnrich,
+    JobKind::ConnectionTest,
+];
 
 /// What a job does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +38,8 @@ pub const ALL_KINDS: &[JobKind] = &[JobKind::FeedFetch, JobKind::ConnectionTest]
 pub enum JobKind {
     /// Download and import a distributor feed.
     FeedFetch,
+    /// Pull companies from HubSpot or enrich them from Apollo.io.
+    CrmEnrich,
     /// Prove credentials and reachability without touching the data.
     ConnectionTest,
 }
@@ -42,6 +49,7 @@ impl JobKind {
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::FeedFetch => feed_fetch::JOB_NAME,
+            JobKind::CrmEnrich => crm_enrich::JOB_NAME,
             JobKind::ConnectionTest => connection_test::JOB_NAME,
         }
     }
@@ -57,6 +65,8 @@ pub enum Trigger {
     Refetch,
     /// A durable retry of an earlier attempt.
     Retry,
+    /// The rest of a run that stopped to wait for a provider's quota.
+    Continue,
 }
 
 /// The payload of every queued job.
@@ -85,6 +95,10 @@ pub struct Job {
     /// Whether the operator asked for this run (kept across its retries).
     #[serde(default)]
     pub manual: bool,
+    /// How many times this attempt stopped to wait for quota (continuations do not count
+    /// as attempts: waiting for a provider's budget is not a failure).
+    #[serde(default)]
+    pub waits: u32,
 }
 
 impl Job {
@@ -102,6 +116,7 @@ impl Job {
             force: false,
             accept_shrink: false,
             manual: trigger == Trigger::Refetch,
+            waits: 0,
         }
     }
 
@@ -112,6 +127,18 @@ impl Job {
             id: format!("{}.{attempt}", self.run),
             attempt,
             trigger: Trigger::Retry,
+            waits: 0,
+            ..self.clone()
+        }
+    }
+
+    /// The continuation of this attempt after a wait for quota.
+    pub fn continuation(&self) -> Job {
+        let waits = self.waits + 1;
+        Job {
+            id: format!("{}.{}w{waits}", self.run, self.attempt),
+            waits,
+            trigger: Trigger::Continue,
             ..self.clone()
         }
     }
@@ -144,12 +171,31 @@ pub struct JobContext {
     pub http: reqwest::Client,
     /// Where retries are pushed.
     pub queue: Queue,
+    /// Rate limits of the CRM providers (shared by all nodes on the Redis queue).
+    pub limiter: crate::crm::limiter::Limiter,
 }
 
 impl JobContext {
     /// The catalog.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    /// What a CRM client needs for `tenant`'s `spec`.
+    pub fn crm_env<'a>(
+        &'a self,
+        tenant: &'a str,
+        spec: &'a crate::catalog::CrmSpec,
+    ) -> crate::crm::CrmEnv<'a> {
+        crate::crm::CrmEnv {
+            http: &self.http,
+            store: &self.store,
+            limiter: &self.limiter,
+            config: &self.config.crm,
+            tenant,
+            spec,
+            max_wait: self.config.crm.max_inline_wait,
+        }
     }
 
     /// Where downloads are spooled.
@@ -282,6 +328,7 @@ async fn execute_inner(ctx: &JobContext, job: Job) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let result = match job.kind {
         JobKind::FeedFetch => feed_fetch::run(ctx, &job).await,
+        JobKind::CrmEnrich => crm_enrich::run(ctx, &job).await,
         JobKind::ConnectionTest => {
             // No outcome, no issues: a test only ever clears them when it passes.
             connection_test::run(ctx, &job.tenant, &job.integration).await?;
@@ -364,6 +411,15 @@ pub async fn apply_outcome(ctx: &JobContext, job: &Job, result: RunResult) -> an
                 }
             }
         }
+        Outcome::Waiting { message, until } => {
+            store
+                .record_waiting(tenant, integration, message, *until)
+                .await?;
+            info!(outcome = label, %message, resume_at = %until.to_rfc3339(), "waiting for quota; continuation queued");
+            let next = job.continuation();
+            let key = format!("continue:{}", next.id);
+            ctx.queue.push(&next, Some(*until), Some(key)).await?;
+        }
         Outcome::Rejected { message } => {
             store
                 .record_failure(tenant, integration, label, message, false, None)
@@ -405,13 +461,17 @@ pub fn secret_fingerprint(
     salt: &str,
 ) -> Option<String> {
     use sha2::{Digest, Sha256};
-    let auth = catalog.feed(tenant, integration)?.auth.as_ref()?;
-    let secret = std::env::var(auth.secret_env()).ok()?;
-    let digest = Sha256::new()
-        .chain_update(salt.as_bytes())
-        .chain_update([0u8])
-        .chain_update(secret.as_bytes())
-        .finalize();
+    let envs = catalog.secret_envs(tenant, integration);
+    if envs.is_empty() {
+        return None;
+    }
+    let mut hasher = Sha256::new().chain_update(salt.as_bytes());
+    for env in envs {
+        let secret = std::env::var(env).ok()?;
+        hasher.update([0u8]);
+        hasher.update(secret.as_bytes());
+    }
+    let digest = hasher.finalize();
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     Some(format!("{salt}${hex}"))
 }

@@ -7,8 +7,10 @@
 //! holds apalis' tables, so a job and the state it changes live in one database.
 //! The SQL is kept portable so that PostgreSQL can follow.
 
+pub mod companies;
 pub mod issues;
 pub mod job_runs;
+pub mod oauth;
 pub mod prices;
 pub mod sync_state;
 

@@ -50,6 +50,10 @@ pub struct SyncState {
     #[serde(skip)]
     /// Latest schedule tick enqueued.
     pub last_tick_at: Option<DateTime<Utc>>,
+    /// CRM sources: the tenant's companies by enrichment status (filled in by `status`).
+    #[sqlx(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub companies: Option<super::companies::CompanyCounts>,
 }
 
 /// What the last import of a feed changed, as `status` shows it.
@@ -199,6 +203,56 @@ impl Store {
         .fetch_one(self.pool())
         .await?;
         Ok(row.0)
+    }
+
+    /// A run stopped to wait for quota: not a failure, the consecutive count stays.
+    pub async fn record_waiting(
+        &self,
+        tenant: &str,
+        integration: &str,
+        message: &str,
+        until: DateTime<Utc>,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE sync_state SET last_attempt_at = ?, last_outcome = 'waiting', last_error = ?,
+                 next_retry_at = ?
+             WHERE tenant = ? AND integration = ?",
+        )
+        .bind(super::now())
+        .bind(message)
+        .bind(until)
+        .bind(tenant)
+        .bind(integration)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Where a multi-request sync stands (JSON), if it saved anything.
+    pub async fn cursor(&self, tenant: &str, integration: &str) -> sqlx::Result<Option<String>> {
+        let row: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT cursor FROM sync_state WHERE tenant = ? AND integration = ?")
+                .bind(tenant)
+                .bind(integration)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row.and_then(|r| r.0))
+    }
+
+    /// Saves where a multi-request sync stands.
+    pub async fn set_cursor(
+        &self,
+        tenant: &str,
+        integration: &str,
+        cursor: &str,
+    ) -> sqlx::Result<()> {
+        sqlx::query("UPDATE sync_state SET cursor = ? WHERE tenant = ? AND integration = ?")
+            .bind(cursor)
+            .bind(tenant)
+            .bind(integration)
+            .execute(self.pool())
+            .await?;
+        Ok(())
     }
 
     /// Suspends scheduled runs (credentials rejected). `secret_fp` identifies the refused
@@ -357,6 +411,7 @@ impl SyncState {
             source_size: None,
             source_mtime: None,
             last_tick_at: None,
+            companies: None,
         }
     }
 }

@@ -362,10 +362,14 @@ pub async fn import_once(env: &TestEnv, name: &str, force: bool, accept_shrink: 
     let queue = syncd::queue::Queue::connect(config.clone(), &store)
         .await
         .unwrap();
+    let limiter = syncd::crm::limiter::Limiter::for_config(&config)
+        .await
+        .unwrap();
     let ctx = JobContext {
         store: store.clone(),
         http: syncd::jobs::http_client(&config).unwrap(),
         config,
+        limiter,
         catalog: Arc::new(catalog),
         queue,
     };

@@ -1,0 +1,127 @@
+//! OAuth tokens per integration, and the lease that lets one process refresh at a time.
+
+use super::Store;
+use chrono::{DateTime, Utc};
+
+/// The stored tokens of one integration.
+#[derive(Clone, sqlx::FromRow)]
+pub struct StoredTokens {
+    /// The newest refresh token.
+    pub refresh_token: String,
+    /// The current access token, if any.
+    pub access_token: Option<String>,
+    /// When it expires.
+    pub access_expires_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for StoredTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredTokens")
+            .field("access_expires_at", &self.access_expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Seeds the refresh token from the environment the first time, and again whenever the
+    /// environment holds a different one than was seeded (the app was re-authorised).
+    pub async fn oauth_seed(
+        &self,
+        tenant: &str,
+        integration: &str,
+        refresh_token: &str,
+        seed_fp: &str,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO oauth_tokens (tenant, integration, refresh_token, seed_fp)
+             VALUES (?, ?, ?, ?)
+             ON CONFLICT (tenant, integration) DO UPDATE SET
+                 refresh_token = excluded.refresh_token, seed_fp = excluded.seed_fp,
+                 access_token = NULL, access_expires_at = NULL
+             WHERE oauth_tokens.seed_fp <> excluded.seed_fp",
+        )
+        .bind(tenant)
+        .bind(integration)
+        .bind(refresh_token)
+        .bind(seed_fp)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The stored tokens.
+    pub async fn oauth_tokens(
+        &self,
+        tenant: &str,
+        integration: &str,
+    ) -> sqlx::Result<Option<StoredTokens>> {
+        sqlx::query_as(
+            "SELECT refresh_token, access_token, access_expires_at FROM oauth_tokens
+             WHERE tenant = ? AND integration = ?",
+        )
+        .bind(tenant)
+        .bind(integration)
+        .fetch_optional(self.pool())
+        .await
+    }
+
+    /// Takes the refresh lease until `until` if nobody holds it. One UPDATE, so exactly one
+    /// of any number of processes racing for it wins.
+    pub async fn oauth_try_lease(
+        &self,
+        tenant: &str,
+        integration: &str,
+        until: DateTime<Utc>,
+    ) -> sqlx::Result<bool> {
+        let r = sqlx::query(
+            "UPDATE oauth_tokens SET refreshing_until = ?
+             WHERE tenant = ? AND integration = ?
+               AND (refreshing_until IS NULL OR refreshing_until < ?)",
+        )
+        .bind(until)
+        .bind(tenant)
+        .bind(integration)
+        .bind(super::now())
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Stores a refresh's result and gives the lease back, in one statement: the rotated
+    /// refresh token is never lost between two writes.
+    pub async fn oauth_store_refreshed(
+        &self,
+        tenant: &str,
+        integration: &str,
+        access_token: &str,
+        expires_at: DateTime<Utc>,
+        refresh_token: &str,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE oauth_tokens SET access_token = ?, access_expires_at = ?, refresh_token = ?,
+                 refreshing_until = NULL, refreshed_at = ?
+             WHERE tenant = ? AND integration = ?",
+        )
+        .bind(access_token)
+        .bind(expires_at)
+        .bind(refresh_token)
+        .bind(super::now())
+        .bind(tenant)
+        .bind(integration)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Gives the lease back without a new token (the refresh failed).
+    pub async fn oauth_release(&self, tenant: &str, integration: &str) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE oauth_tokens SET refreshing_until = NULL WHERE tenant = ? AND integration = ?",
+        )
+        .bind(tenant)
+        .bind(integration)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}
