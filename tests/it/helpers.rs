@@ -354,8 +354,20 @@ pub fn free_port() -> u16 {
 /// state, issues), with the catalog as it is on disk now. For format and guard tests that
 /// need no daemon.
 pub async fn import_once(env: &TestEnv, name: &str, force: bool, accept_shrink: bool) {
+    use syncd::jobs::{Job, JobKind, Trigger};
+    let ctx = job_context(env).await;
+    ctx.store.ensure_state("acme", name, "feed").await.unwrap();
+    let mut job = Job::new(JobKind::FeedFetch, "acme", name, Trigger::Refetch);
+    job.force = force;
+    job.accept_shrink = accept_shrink;
+    syncd::jobs::execute(&ctx, job).await.unwrap();
+}
+
+/// What the daemon gives its jobs, built from the test's config and catalog as they are on
+/// disk now, for running jobs in this process.
+pub async fn job_context(env: &TestEnv) -> syncd::jobs::JobContext {
     use std::sync::Arc;
-    use syncd::jobs::{Job, JobContext, JobKind, Trigger};
+    use syncd::jobs::JobContext;
     let config = Arc::new(syncd::config::Config::load(&env.config_path(), true).unwrap());
     let catalog = syncd::catalog::Catalog::load(&config.catalog_dir()).unwrap();
     let store = env.store().await;
@@ -365,17 +377,12 @@ pub async fn import_once(env: &TestEnv, name: &str, force: bool, accept_shrink: 
     let limiter = syncd::crm::limiter::Limiter::for_config(&config)
         .await
         .unwrap();
-    let ctx = JobContext {
-        store: store.clone(),
+    JobContext {
+        store,
         http: syncd::jobs::http_client(&config).unwrap(),
         config,
         limiter,
         catalog: Arc::new(catalog),
         queue,
-    };
-    store.ensure_state("acme", name, "feed").await.unwrap();
-    let mut job = Job::new(JobKind::FeedFetch, "acme", name, Trigger::Refetch);
-    job.force = force;
-    job.accept_shrink = accept_shrink;
-    syncd::jobs::execute(&ctx, job).await.unwrap();
+    }
 }
