@@ -4,7 +4,10 @@
 mod config_errors;
 mod connection_tests;
 mod example;
+mod fake_apollo;
 mod fake_distributor;
+mod fake_hubspot;
+mod fakes_selftest;
 mod feed_formats;
 mod feed_http;
 mod ftp;
