@@ -973,8 +973,17 @@ impl Inner {
 
     fn get_company(&mut self, id: &str, pairs: &[(String, String)]) -> Reply {
         let Some(c) = self.companies.iter().find(|c| c.id == id) else {
-            // The v3 object endpoint answers an unknown id with a bare 404.
-            return Reply::empty(404);
+            let corr = self.corr();
+            return Reply::json(
+                404,
+                json!({
+                    "status": "error",
+                    "message": "Object not found.  objectId are usually numeric.",
+                    "correlationId": corr,
+                    "context": {"id": [id]},
+                    "category": "OBJECT_NOT_FOUND",
+                }),
+            );
         };
         let requested = query_list(pairs, "properties");
         let mut v = self.company_object(c, requested.as_deref());

@@ -402,7 +402,9 @@ async fn hubspot_reads_a_company_with_contacts_and_batches_contacts() {
     assert!(c["properties"]["domain"].is_string());
     let c: Value = get(&without.id).await.unwrap().json_value().await;
     assert!(c.get("associations").is_none());
-    assert_eq!(get("999").await.unwrap().status(), 404);
+    let r = get("999").await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.json_value().await["category"], "OBJECT_NOT_FOUND");
 
     let mut inputs: Vec<Value> = with.contacts.iter().map(|c| json!({"id": c.id})).collect();
     let r = client()
