@@ -43,6 +43,10 @@ pub struct HubSpotOptions {
     pub retry_after_on_429: Option<u64>,
     /// Calls per UTC day (all non-search calls); beyond → 429 with policy `DAILY`.
     pub daily_limit: usize,
+    /// Search is eventually consistent in HubSpot: an edit (`touch_company`) or a new company
+    /// (`add_company`) shows in search results only this long after it happened. Reads by
+    /// id and the list endpoint see it at once. Default zero.
+    pub search_index_lag: Duration,
 }
 
 impl Default for HubSpotOptions {
@@ -54,6 +58,7 @@ impl Default for HubSpotOptions {
             rotate_refresh_tokens: true,
             retry_after_on_429: None,
             daily_limit: 250_000,
+            search_index_lag: Duration::ZERO,
         }
     }
 }
@@ -166,6 +171,8 @@ struct Inner {
     window: VecDeque<Instant>,
     search_window: VecDeque<Instant>,
     daily: (i64, usize),
+    /// Company id → what search still sees (None: not indexed yet) and until when.
+    search_lag: HashMap<String, (Option<DateTime<Utc>>, Instant)>,
     next_company: u64,
     next_contact: u64,
     serial: u64,
@@ -275,6 +282,7 @@ impl FakeHubSpot {
             window: VecDeque::new(),
             search_window: VecDeque::new(),
             daily: (0, 0),
+            search_lag: HashMap::new(),
             next_company: 5_000_000_001,
             next_contact: 70_000_000_001,
             serial: 0,
@@ -380,6 +388,20 @@ impl FakeHubSpot {
         if let Ok(n) = c.id.parse::<u64>() {
             g.next_company = g.next_company.max(n + 1);
         }
+        let lag = g.opts.search_index_lag;
+        if !lag.is_zero() {
+            let seen = g
+                .companies
+                .iter()
+                .find(|x| x.id == c.id)
+                .map(|x| x.modified);
+            let now = Instant::now();
+            let e = g.search_lag.entry(c.id.clone()).or_insert((seen, now));
+            if e.1 <= now {
+                e.0 = seen;
+            }
+            e.1 = now + lag;
+        }
         match g.companies.iter_mut().find(|x| x.id == c.id) {
             Some(slot) => *slot = c,
             None => g.companies.push(c),
@@ -389,8 +411,22 @@ impl FakeHubSpot {
     /// An edit in HubSpot: bumps `hs_lastmodifieddate` to now.
     pub fn touch_company(&self, id: &str) {
         let mut g = self.lock();
-        if let Some(c) = g.companies.iter_mut().find(|c| c.id == id) {
-            c.modified = Utc::now();
+        let lag = g.opts.search_index_lag;
+        let Some(c) = g.companies.iter_mut().find(|c| c.id == id) else {
+            return;
+        };
+        let before = c.modified;
+        c.modified = Utc::now();
+        if !lag.is_zero() {
+            let now = Instant::now();
+            let e = g
+                .search_lag
+                .entry(id.to_string())
+                .or_insert((Some(before), now));
+            if e.1 <= now {
+                e.0 = Some(before);
+            }
+            e.1 = now + lag;
         }
     }
 
@@ -896,8 +932,28 @@ impl Inner {
                     .collect()
             });
 
-        let mut matched: Vec<&Company> = self
-            .companies
+        // What the (possibly lagging) search index sees.
+        let now = Instant::now();
+        self.search_lag.retain(|_, (_, until)| *until > now);
+        let lagging: Vec<Company>;
+        let indexed: &[Company] = if self.search_lag.is_empty() {
+            &self.companies
+        } else {
+            lagging = self
+                .companies
+                .iter()
+                .filter_map(|c| match self.search_lag.get(&c.id) {
+                    None => Some(c.clone()),
+                    Some((None, _)) => None,
+                    Some((Some(seen), _)) => Some(Company {
+                        modified: *seen,
+                        ..c.clone()
+                    }),
+                })
+                .collect();
+            &lagging
+        };
+        let mut matched: Vec<&Company> = indexed
             .iter()
             .filter(|c| {
                 let made = self.created.get(&c.id).copied().unwrap_or(c.modified);
@@ -973,8 +1029,17 @@ impl Inner {
 
     fn get_company(&mut self, id: &str, pairs: &[(String, String)]) -> Reply {
         let Some(c) = self.companies.iter().find(|c| c.id == id) else {
-            // The v3 object endpoint answers an unknown id with a bare 404.
-            return Reply::empty(404);
+            let corr = self.corr();
+            return Reply::json(
+                404,
+                json!({
+                    "status": "error",
+                    "message": "Object not found.  objectId are usually numeric.",
+                    "correlationId": corr,
+                    "context": {"id": [id]},
+                    "category": "OBJECT_NOT_FOUND",
+                }),
+            );
         };
         let requested = query_list(pairs, "properties");
         let mut v = self.company_object(c, requested.as_deref());

@@ -357,6 +357,48 @@ async fn hubspot_search_filters_by_last_modified_in_millis_or_iso_and_by_domain(
 }
 
 #[tokio::test]
+async fn hubspot_search_sees_an_edit_only_after_the_index_lag_while_reads_by_id_see_it_at_once() {
+    let hs = hubspot(HubSpotOptions {
+        search_per_second: 100,
+        search_index_lag: Duration::from_millis(400),
+        ..HubSpotOptions::default()
+    })
+    .await;
+    let made = hs.add_companies(5);
+    let since = Utc::now();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    hs.touch_company(&made[2].id);
+    let query = json!({"filterGroups": [{"filters": [{
+        "propertyName": "hs_lastmodifieddate",
+        "operator": "GTE",
+        "value": since.timestamp_millis().to_string(),
+    }]}]});
+    let page = search(&hs, query.clone()).await.json_value().await;
+    assert_eq!(page["total"], 0, "not indexed yet: {page}");
+    let by_id = client()
+        .get(format!(
+            "{}/crm/v3/objects/companies/{}",
+            hs.url, made[2].id
+        ))
+        .bearer_auth("pat-na1-test")
+        .send()
+        .await
+        .unwrap()
+        .json_value()
+        .await;
+    let modified = by_id["properties"]["hs_lastmodifieddate"].as_str().unwrap();
+    assert!(
+        modified
+            >= since
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                .as_str()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let page = search(&hs, query).await.json_value().await;
+    assert_eq!(page["total"], 1);
+}
+
+#[tokio::test]
 async fn hubspot_search_refuses_big_pages_and_paging_past_ten_thousand_and_has_a_secondly_limit() {
     let hs = hubspot(HubSpotOptions::default()).await;
     let r = search(&hs, json!({"limit": 201})).await;
@@ -402,7 +444,9 @@ async fn hubspot_reads_a_company_with_contacts_and_batches_contacts() {
     assert!(c["properties"]["domain"].is_string());
     let c: Value = get(&without.id).await.unwrap().json_value().await;
     assert!(c.get("associations").is_none());
-    assert_eq!(get("999").await.unwrap().status(), 404);
+    let r = get("999").await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.json_value().await["category"], "OBJECT_NOT_FOUND");
 
     let mut inputs: Vec<Value> = with.contacts.iter().map(|c| json!({"id": c.id})).collect();
     let r = client()
@@ -543,6 +587,26 @@ async fn apollo_says_which_window_is_exhausted() {
             .contains("is 2 times per hour"),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn apollo_can_count_each_endpoint_in_its_own_windows() {
+    let ap = apollo(ApolloOptions {
+        per_minute: 1,
+        per_endpoint: true,
+        ..ApolloOptions::default()
+    })
+    .await;
+    well_inside_a_minute().await;
+    assert_eq!(enrich(&ap, "key-good", "a.example").await.status(), 200);
+    let r = client()
+        .get(format!("{}/api/v1/auth/health", ap.url))
+        .header("x-api-key", "key-good")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "another endpoint, another window");
+    assert_eq!(enrich(&ap, "key-good", "a.example").await.status(), 429);
 }
 
 #[tokio::test]
