@@ -191,8 +191,8 @@ impl<'a> HubSpot<'a> {
         }
     }
 
-    /// Slows down before the wall: when HubSpot says the window is nearly spent (someone else
-    /// shares the account's budget), nobody here spends it for a while.
+    /// Slows down before the wall: when HubSpot says the window is spent (someone else
+    /// shares the account's budget), nobody here spends it for a moment.
     async fn observe(&self, headers: &reqwest::header::HeaderMap, api: Api) {
         let num = |name: &str| -> Option<u64> {
             headers
@@ -207,15 +207,15 @@ impl<'a> HubSpot<'a> {
             return;
         };
         let interval = num("x-hubspot-ratelimit-interval-milliseconds").unwrap_or(10_000);
-        // Below a tenth of the window left: space the remaining calls over a window.
-        let reserve = (max / 10).max(1);
-        if remaining < reserve {
-            let hold = Duration::from_millis(interval / (remaining + 1));
+        // Our own pacing keeps the window nearly full by design, so a low count is normal;
+        // none left means someone else shares the account's budget (another app of the
+        // tenant): the next call would hit the wall, so pause for two slots' time.
+        if remaining == 0 {
+            let hold = Duration::from_millis(2 * interval / max.max(1));
             debug!(
-                remaining,
                 max,
                 hold_ms = hold.as_millis() as u64,
-                "HubSpot budget nearly spent; slowing down"
+                "HubSpot budget spent by others too; slowing down"
             );
             self.env.hold(api, hold).await;
         }

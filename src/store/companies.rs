@@ -134,7 +134,7 @@ impl Store {
         rows: &[(String, Option<String>)],
     ) -> sqlx::Result<u64> {
         let now = super::now();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         let mut added = 0;
         for (domain, name) in rows {
             let existed: Option<(i64,)> =
@@ -174,21 +174,38 @@ impl Store {
         companies: &[HubspotCompany],
     ) -> sqlx::Result<u64> {
         let now = super::now();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         let mut changed = 0;
         for c in companies {
             let contacts = c.contacts.to_string();
             let raw = c.raw.to_string();
-            let before: Option<(Option<String>, Option<String>)> = sqlx::query_as(
-                "SELECT hubspot_raw, contacts FROM companies WHERE tenant = ? AND domain = ?",
+            // A change is a change of what we keep, not of HubSpot's bookkeeping (an edit
+            // that touched other properties moves hs_lastmodifieddate only).
+            type Kept = (
+                Option<String>,
+                Option<String>,
+                Option<String>,
+                Option<i64>,
+                Option<String>,
+                Option<String>,
+            );
+            let before: Option<Kept> = sqlx::query_as(
+                "SELECT name, hubspot_id, industry, employee_count, country, contacts
+                 FROM companies WHERE tenant = ? AND domain = ?",
             )
             .bind(tenant)
             .bind(&c.domain)
             .fetch_optional(&mut *tx)
             .await?;
-            let differs = before.as_ref().is_none_or(|(r, k)| {
-                r.as_deref() != Some(raw.as_str()) || k.as_deref() != Some(contacts.as_str())
-            });
+            let now_kept: Kept = (
+                c.name.clone(),
+                Some(c.id.clone()),
+                c.industry.clone(),
+                c.employee_count,
+                c.country.clone(),
+                Some(contacts.clone()),
+            );
+            let differs = before.is_none_or(|b| b != now_kept);
             sqlx::query(
                 "INSERT INTO companies (tenant, domain, name, hubspot_id, industry, employee_count,
                      country, contacts, hubspot_raw, hubspot_updated_at, created_at, updated_at)
@@ -270,7 +287,7 @@ impl Store {
         found: &[Enrichment],
     ) -> sqlx::Result<(u64, u64)> {
         let now = super::now();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         let (mut enriched, mut no_data) = (0, 0);
         for domain in looked_up {
             match found.iter().find(|e| &e.domain == domain) {

@@ -154,10 +154,12 @@ pub fn hint(kind: IssueKind, tenant: &str, integration: &str) -> String {
     let target = format!("{tenant}/{integration}");
     match kind {
         IssueKind::CredentialsRejected => format!(
-            "The source refused our credentials. Renew them (the environment variable named \
-             in the catalog's `auth`) and restart syncd, which resumes the integration when \
-             the secret has changed; or run `syncd refetch {target}`. Scheduled runs are \
-             paused until then so that retries cannot lock the account."
+            "The source refused our credentials (password, API key or OAuth token). Renew \
+             them in the environment variable the catalog names, then run a connection test \
+             (`syncd test-connection {target}`): when it passes, the pause ends. A restart \
+             with a changed secret also resumes the integration, and `syncd refetch {target}` \
+             runs it once regardless. Scheduled runs are paused until then so that retries \
+             cannot lock the account."
         ),
         IssueKind::ConnectionFailed => format!(
             "The source has been unreachable for several attempts in a row; syncd keeps \

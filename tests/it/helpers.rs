@@ -142,6 +142,14 @@ stock = "stock"
         self.command(args).output().expect("run syncd")
     }
 
+    /// Runs a CLI command with extra environment variables (secrets).
+    pub fn run_with_env(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
+        self.command(args)
+            .envs(vars.iter().copied())
+            .output()
+            .expect("run syncd")
+    }
+
     /// Runs a CLI command that prints JSON and must succeed.
     pub fn json(&self, args: &[&str]) -> Value {
         let out = self.run(args);

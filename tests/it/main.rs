@@ -3,6 +3,7 @@
 
 mod config_errors;
 mod connection_tests;
+mod crm;
 mod example;
 mod fake_apollo;
 mod fake_distributor;
