@@ -614,3 +614,44 @@ schedule = "every 24h"
     let err = String::from_utf8_lossy(&env.run(&["check-config"]).stderr).to_string();
     assert!(err.contains("api_key_env"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daily_quota_spent_mid_run_keeps_what_was_done_and_continues_after_the_reset() {
+    let fake = FakeApollo::start(ApolloOptions::default()).await;
+    fake.add_key(APOLLO_KEY);
+    let domains = fake.add_orgs(25);
+    // Our side of the budget: two calls a day.
+    let env = TestEnv::sqlite().with_config("[crm]\napollo_per_day = 2\nheadroom = 0\n");
+    env.write_catalog("acme", &format!("tenant = \"acme\"\n{}", apollo(&fake.url)));
+    let csv = env.dir.path().join("c.csv");
+    std::fs::write(&csv, format!("domain\n{}\n", domains.join("\n"))).unwrap();
+    assert!(
+        env.run(&["companies", "import", csv.to_str().unwrap()])
+            .status
+            .success()
+    );
+
+    let _daemon = env.spawn_with_env(&secrets());
+    let status =
+        wait_for_outcome(&env, "apollo", Duration::from_secs(30), |o| o == "waiting").await;
+    // Two bulk calls done and stored; the rest waits for the next day window (UTC).
+    assert_eq!(fake.count("/organizations/"), 2);
+    assert_eq!(status["companies"]["enriched"], 20);
+    assert_eq!(status["companies"]["pending"], 5);
+    let next: chrono::DateTime<chrono::Utc> =
+        status["next_retry_at"].as_str().unwrap().parse().unwrap();
+    let midnight = (chrono::Utc::now() + chrono::Duration::days(1))
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
+    assert!(
+        (next - midnight).num_seconds().abs() <= 2,
+        "continues at {next}, the window resets at {midnight}"
+    );
+    assert!(
+        env.issues(false).is_empty(),
+        "waiting for quota is not a failure"
+    );
+    assert_eq!(fake.count_429(), 0);
+}
