@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod catalog;
 pub mod cli;
 pub mod config;
@@ -32,6 +33,7 @@ pub mod crm;
 pub mod duration;
 pub mod feeds;
 pub mod jobs;
+pub mod ops;
 pub mod outcome;
 pub mod queue;
 pub mod scheduler;
