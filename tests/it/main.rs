@@ -17,3 +17,4 @@ mod lifecycle;
 mod maintenance;
 mod redis_nodes;
 mod retries;
+mod sftp;
