@@ -19,3 +19,4 @@ mod lifecycle;
 mod maintenance;
 mod redis_nodes;
 mod retries;
+mod sftp;
