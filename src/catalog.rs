@@ -44,6 +44,8 @@ pub struct Tenant {
     pub file: PathBuf,
     /// Distributor feeds.
     pub feeds: Vec<FeedSpec>,
+    /// Webhook endpoints (`[[webhook]]`).
+    pub webhooks: Vec<crate::webhooks::WebhookSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,6 +54,8 @@ struct TenantFile {
     tenant: String,
     #[serde(default)]
     feed: Vec<FeedSpec>,
+    #[serde(default)]
+    webhook: Vec<crate::webhooks::WebhookSpec>,
 }
 
 /// A distributor price/stock feed (`[[feed]]`).
@@ -521,6 +525,7 @@ impl Catalog {
                     ));
                 }
             }
+            crate::webhooks::spec::missing_secrets(&t.name, &t.webhooks, &mut missing);
         }
         missing.into_iter().collect()
     }
@@ -575,10 +580,12 @@ fn load_file(file: &Path) -> anyhow::Result<Tenant> {
             bail!("{at}: key `format.decimal` must differ from `format.delimiter`");
         }
     }
+    crate::webhooks::spec::validate(&shown.to_string(), &parsed.webhook, &seen)?;
     Ok(Tenant {
         name: parsed.tenant,
         file: file.to_path_buf(),
         feeds: parsed.feed,
+        webhooks: parsed.webhook,
     })
 }
 

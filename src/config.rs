@@ -32,6 +32,8 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     /// Feed download and validation limits.
     pub feeds: FeedsConfig,
+    /// Webhook delivery: timeout, retry schedule, endpoint health, SSRF allowlist.
+    pub webhooks: crate::webhooks::WebhooksConfig,
     /// How long in-flight jobs may run after SIGTERM/SIGINT before the daemon exits anyway.
     /// Jobs cut off by the grace period stay queued and run again after the orphan timeout.
     #[serde(with = "duration")]
@@ -57,6 +59,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             scheduler: SchedulerConfig::default(),
             feeds: FeedsConfig::default(),
+            webhooks: crate::webhooks::WebhooksConfig::default(),
             shutdown_grace: Duration::from_secs(30),
             base_dir: PathBuf::from("."),
             source: None,
@@ -384,6 +387,7 @@ impl Config {
         if !(0.0..=1.0).contains(&self.feeds.max_shrink) {
             return Err("[feeds] max_shrink must be between 0 and 1".into());
         }
+        self.webhooks.validate()?;
         if !self.state.url.starts_with("sqlite:") {
             return Err(format!(
                 "[state] url must be a sqlite: URL (got `{}`)",

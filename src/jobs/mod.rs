@@ -8,6 +8,7 @@
 
 pub mod connection_test;
 pub mod feed_fetch;
+pub mod webhook_deliver;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
@@ -25,7 +26,11 @@ use std::sync::Arc;
 use tracing::{Instrument, error, info, warn};
 
 /// Every job kind, one queue each. The registry: add new kinds here.
-pub const ALL_KINDS: &[JobKind] = &[JobKind::FeedFetch, JobKind::ConnectionTest];
+pub const ALL_KINDS: &[JobKind] = &[
+    JobKind::FeedFetch,
+    JobKind::ConnectionTest,
+    JobKind::WebhookDeliver,
+];
 
 /// What a job does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +40,8 @@ pub enum JobKind {
     FeedFetch,
     /// Prove credentials and reachability without touching the data.
     ConnectionTest,
+    /// One attempt of one webhook delivery.
+    WebhookDeliver,
 }
 
 impl JobKind {
@@ -43,6 +50,7 @@ impl JobKind {
         match self {
             JobKind::FeedFetch => feed_fetch::JOB_NAME,
             JobKind::ConnectionTest => connection_test::JOB_NAME,
+            JobKind::WebhookDeliver => webhook_deliver::JOB_NAME,
         }
     }
 }
@@ -85,6 +93,9 @@ pub struct Job {
     /// Whether the operator asked for this run (kept across its retries).
     #[serde(default)]
     pub manual: bool,
+    /// `webhook_deliver`: the delivery to attempt (`integration` is the endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<String>,
 }
 
 impl Job {
@@ -102,6 +113,7 @@ impl Job {
             force: false,
             accept_shrink: false,
             manual: trigger == Trigger::Refetch,
+            delivery: None,
         }
     }
 
@@ -222,6 +234,10 @@ pub async fn execute(ctx: &JobContext, job: Job) -> anyhow::Result<()> {
         attempt = job.attempt,
         trigger = ?job.trigger,
     );
+    // Deliveries keep their own state and schedule (webhook_deliveries), not sync_state.
+    if job.kind == JobKind::WebhookDeliver {
+        return webhook_deliver::run(ctx, &job).instrument(span).await;
+    }
     execute_inner(ctx, job).instrument(span).await
 }
 
@@ -282,6 +298,8 @@ async fn execute_inner(ctx: &JobContext, job: Job) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let result = match job.kind {
         JobKind::FeedFetch => feed_fetch::run(ctx, &job).await,
+        // `execute` hands deliveries over before this point.
+        JobKind::WebhookDeliver => return webhook_deliver::run(ctx, &job).await,
         JobKind::ConnectionTest => {
             // No outcome, no issues: a test only ever clears them when it passes.
             connection_test::run(ctx, &job.tenant, &job.integration).await?;

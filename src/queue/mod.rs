@@ -84,6 +84,15 @@ impl Queue {
         format!("{}-{}", self.config.queue.namespace, kind.as_str())
     }
 
+    /// Jobs of `kind` run at once on this node: deliveries have their own setting, since a
+    /// node sends many more of them than it fetches feeds.
+    fn concurrency(&self, kind: JobKind) -> usize {
+        match kind {
+            JobKind::WebhookDeliver => self.config.webhooks.concurrency,
+            _ => self.config.queue.concurrency,
+        }
+    }
+
     fn heartbeat(&self) -> (Duration, usize) {
         // orphan timeout = heartbeat × missed beats; two beats leave room for one late one.
         let hb = (self.config.queue.orphan_timeout / 2).max(Duration::from_secs(1));
@@ -96,7 +105,7 @@ impl Queue {
             .queue(self.queue_name(kind))
             .heartbeat_interval(hb)
             .missed_heartbeats(missed)
-            .batch_size(self.config.queue.concurrency);
+            .batch_size(self.concurrency(kind));
         SqliteStorage::new(pool).with_config(cfg)
     }
 
@@ -106,7 +115,7 @@ impl Queue {
             .queue(self.queue_name(kind))
             .heartbeat_interval(hb)
             .missed_heartbeats(missed)
-            .batch_size(self.config.queue.concurrency)
+            .batch_size(self.concurrency(kind))
             .idempotency_ttl(Some(REDIS_IDEMPOTENCY_TTL));
         RedisStorage::new(conn.clone()).with_config(cfg)
     }
@@ -202,7 +211,7 @@ impl Queue {
             .with_terminator(async move { tokio::time::sleep(grace).await });
         for &kind in ALL_KINDS {
             let name = format!("{boot}-{}", kind.as_str());
-            let concurrency = self.config.queue.concurrency;
+            let concurrency = self.concurrency(kind);
             let poll = self.config.queue.poll_interval;
             let ctx = ctx.clone();
             monitor = match &self.backend {

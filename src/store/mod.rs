@@ -11,6 +11,7 @@ pub mod issues;
 pub mod job_runs;
 pub mod prices;
 pub mod sync_state;
+pub mod webhooks;
 
 use anyhow::Context;
 use sqlx::SqlitePool;
