@@ -13,3 +13,4 @@ mod lifecycle;
 mod maintenance;
 mod redis_nodes;
 mod retries;
+mod webhooks;
