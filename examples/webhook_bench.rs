@@ -56,13 +56,18 @@ fn main() -> anyhow::Result<()> {
     let addr = rt.block_on(receiver(seen.clone()))?;
 
     let dir = tempfile::tempdir()?;
+    // BENCH_LOG=info,syncd=debug keeps the daemon's log (path printed) for a closer look.
+    let log = std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into());
+    // An idle apalis worker notices new tasks at its heartbeat (half the orphan timeout);
+    // BENCH_ORPHAN_TIMEOUT sets it (default 2s).
+    let orphan = std::env::var("BENCH_ORPHAN_TIMEOUT").unwrap_or_else(|_| "2s".into());
     let namespace = format!("bench{:08x}", rand::random::<u32>());
     std::fs::create_dir_all(dir.path().join("jobs"))?;
     std::fs::write(
         dir.path().join("config.toml"),
         format!(
-            "[queue]\nbackend = \"{backend}\"\nnamespace = \"{namespace}\"\npoll_interval = \"20ms\"\n\
-             [log]\nfilter = \"warn\"\n\
+            "[queue]\nbackend = \"{backend}\"\nnamespace = \"{namespace}\"\npoll_interval = \"20ms\"\norphan_timeout = \"{orphan}\"\n\
+             [log]\nfilter = \"{log}\"\n\
              [webhooks]\nallow_cidrs = [\"127.0.0.0/8\"]\nconcurrency = 64\ndispatch_interval = \"20ms\"\n"
         ),
     )?;
@@ -146,6 +151,9 @@ fn main() -> anyhow::Result<()> {
     });
     let _ = Command::new("kill").arg(child.id().to_string()).status();
     let _ = child.wait();
+    if std::env::var_os("BENCH_LOG").is_some() {
+        println!("daemon log: {}", dir.keep().join("daemon.log").display());
+    }
     result
 }
 

@@ -179,10 +179,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             failed,
             json,
             limit,
-        } => {
-            webhooks::ops::deliveries(&config, &catalog, endpoint.as_deref(), failed, json, limit)
-                .await
-        }
+        } => webhooks::ops::deliveries(&config, endpoint.as_deref(), failed, json, limit).await,
         Command::Redeliver { delivery_id } => webhooks::ops::redeliver(&config, &delivery_id).await,
         Command::Replay { target, since } => {
             webhooks::ops::replay(&config, &catalog, &target, &since).await

@@ -83,7 +83,7 @@ pub async fn run(ctx: &JobContext, job: &Job) -> anyhow::Result<()> {
         store.abandon_delivery(id, &reason).await?;
         return Ok(());
     };
-    if store.endpoint_disabled(&d.tenant, &d.endpoint).await? {
+    if d.disabled {
         info!(delivery = id, "endpoint disabled; delivery held");
         store.hold_delivery(id).await?;
         return Ok(());
@@ -178,17 +178,13 @@ async fn finish(
     match &a.verdict {
         Verdict::Delivered => {
             info!(delivery = %d.id, attempt = made, status = a.status, elapsed_ms = ms, "webhook delivered");
-            if health.was_failing {
+            if health.was_failing || d.open_issues {
                 store
-                    .resolve_issues(tenant, endpoint, Some(&[IssueKind::WebhookFailing]))
-                    .await?;
-            }
-            if store
-                .has_open_issue(tenant, endpoint, IssueKind::Misconfigured)
-                .await?
-            {
-                store
-                    .resolve_issues(tenant, endpoint, Some(&[IssueKind::Misconfigured]))
+                    .resolve_issues(
+                        tenant,
+                        endpoint,
+                        Some(&[IssueKind::WebhookFailing, IssueKind::Misconfigured]),
+                    )
                     .await?;
             }
         }

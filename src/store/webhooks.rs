@@ -53,6 +53,11 @@ pub struct DeliveryWork {
     pub manual: bool,
     /// The exact body to send.
     pub payload: String,
+    /// Whether the endpoint is disabled.
+    pub disabled: bool,
+    /// Whether the endpoint has an open `webhook_failing` or `misconfigured` issue (a
+    /// success then resolves it).
+    pub open_issues: bool,
 }
 
 /// One finished attempt, as recorded.
@@ -430,7 +435,13 @@ impl Store {
     pub async fn delivery_work(&self, id: &str) -> sqlx::Result<Option<DeliveryWork>> {
         sqlx::query_as(
             "SELECT d.id, d.tenant, d.endpoint, d.event_type, d.status, d.attempts, d.manual,
-                    e.payload
+                    e.payload,
+                    COALESCE((SELECT disabled FROM webhook_endpoints w
+                              WHERE w.tenant = d.tenant AND w.endpoint = d.endpoint), 0) AS disabled,
+                    EXISTS (SELECT 1 FROM issues i
+                            WHERE i.tenant = d.tenant AND i.integration = d.endpoint
+                              AND i.kind IN ('webhook_failing', 'misconfigured')
+                              AND i.resolved_at IS NULL) AS open_issues
              FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
              WHERE d.id = ?",
         )

@@ -3,8 +3,6 @@
 
 use crate::jobs::JobContext;
 use crate::jobs::webhook_deliver;
-use crate::store::webhooks::Unqueued;
-use futures::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -105,26 +103,23 @@ pub async fn pass(
             break;
         }
         let full = batch.len() as i64 == PUSH_BATCH;
-        let queue = &ctx.queue;
-        let pushed: Vec<Unqueued> = futures::stream::iter(batch)
-            .map(|d| async move {
-                let job = webhook_deliver::job_for(&d);
-                let key = webhook_deliver::idempotency_key(&d);
-                let run_at = d.next_attempt_at.filter(|t| *t > chrono::Utc::now());
-                match queue.push(&job, run_at, Some(key)).await {
-                    Ok(()) => Some(d),
-                    Err(e) => {
-                        warn!(delivery = %d.id, error = %format!("{e:#}"), "cannot queue a delivery; will try again");
-                        None
-                    }
-                }
+        let now = chrono::Utc::now();
+        let tasks = batch
+            .iter()
+            .map(|d| {
+                let run_at = d.next_attempt_at.filter(|t| *t > now);
+                (
+                    webhook_deliver::job_for(d),
+                    run_at,
+                    Some(webhook_deliver::idempotency_key(d)),
+                )
             })
-            .buffer_unordered(32)
-            .filter_map(|d| async move { d })
-            .collect()
-            .await;
-        ctx.store.mark_queued(&pushed).await?;
-        if !full || pushed.is_empty() || shutdown.is_cancelled() {
+            .collect();
+        // One write for the batch; on failure nothing is marked and all are pushed again
+        // (the idempotency keys drop the ones that did get in).
+        ctx.queue.push_many(tasks).await?;
+        ctx.store.mark_queued(&batch).await?;
+        if !full || shutdown.is_cancelled() {
             break;
         }
     }

@@ -42,7 +42,6 @@ async fn open(config: &Config) -> anyhow::Result<Store> {
 /// `syncd deliveries [--endpoint T/E] [--failed] [--json]`
 pub async fn deliveries(
     config: &Config,
-    catalog: &Catalog,
     target: Option<&str>,
     failed: bool,
     json: bool,
@@ -50,8 +49,9 @@ pub async fn deliveries(
 ) -> anyhow::Result<ExitCode> {
     let filter = DeliveryFilter {
         endpoint: match target {
+            // The history of an endpoint since removed from the catalog is still shown.
             Some(t) => {
-                let (tenant, name) = endpoint(config, catalog, t)?;
+                let (tenant, name) = split(t)?;
                 Some((tenant.to_string(), name.to_string()))
             }
             None => None,

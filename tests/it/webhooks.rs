@@ -988,3 +988,75 @@ fn bad_webhook_settings_name_the_file_and_the_key() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_and_finished_deliveries_past_the_retention_are_pruned_but_held_ones_stay() {
+    let env = env_with(
+        "[webhooks]\nattempt_retention = \"24h\"\n",
+        &hook("erp", "https://erp.example/h", r#"["*"]"#, ""),
+    );
+    let store = env.store().await;
+    let old = chrono::Utc::now() - chrono::Duration::days(3);
+    for (event, delivery, status) in [
+        ("evt_old", "msg_old", "delivered"),
+        ("evt_held", "msg_held", "held"),
+    ] {
+        sqlx::query(
+            "INSERT INTO webhook_events (id, tenant, type, source, payload, created_at)
+             VALUES (?, 'acme', 'price.changed', 'prices', '{}', ?)",
+        )
+        .bind(event)
+        .bind(old)
+        .execute(store.pool())
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (id, event_id, tenant, endpoint, event_type, status,
+                    attempts, created_at, updated_at)
+             VALUES (?, ?, 'acme', 'erp', 'price.changed', ?, 1, ?, ?)",
+        )
+        .bind(delivery)
+        .bind(event)
+        .bind(status)
+        .bind(old)
+        .bind(old)
+        .execute(store.pool())
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO webhook_attempts (delivery_id, tenant, endpoint, event_type, attempt,
+                    started_at, duration_ms, status_code)
+             VALUES (?, 'acme', 'erp', 'price.changed', 1, ?, 12, 200)",
+        )
+        .bind(delivery)
+        .bind(old)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    }
+    store.close().await;
+    // The endpoint is disabled, so the held delivery is not sent (no traffic leaves).
+    let store = env.store().await;
+    store
+        .disable_endpoint("acme", "erp", "test: disabled")
+        .await
+        .unwrap();
+    store.close().await;
+
+    let _daemon = spawn(&env);
+    let left = eventually(Duration::from_secs(20), "old rows pruned", || {
+        let list = deliveries(&env, &[]);
+        async move { (list.len() == 1).then_some(list) }
+    })
+    .await;
+    assert_eq!(
+        left[0]["id"], "msg_held",
+        "held deliveries are kept until sent"
+    );
+    assert!(
+        left[0]["attempt_log"].as_array().unwrap().is_empty(),
+        "old attempts pruned"
+    );
+    let events = event_ids(&env).await;
+    assert_eq!(events, BTreeSet::from(["evt_held".to_string()]));
+}
