@@ -21,6 +21,7 @@
 //! - [`jobs`]: job payloads and the engine; one file per job kind.
 //! - [`outcome`]: the outcome type, HTTP classification and the backoff maths (pure).
 //! - [`feeds`]: transports and the streaming parser. [`store`]: the state database.
+//! - [`webhooks`]: outbound events: outbox dispatcher, signing, delivery, SSRF guard.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -39,6 +40,7 @@ pub mod queue;
 pub mod scheduler;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;
 
 /// A URL as it may be shown: the password (if any) replaced by `***`.
 pub fn redact_url(raw: &str) -> String {

@@ -20,3 +20,4 @@ mod maintenance;
 mod redis_nodes;
 mod retries;
 mod sftp;
+mod webhooks;
