@@ -24,24 +24,18 @@ const BUSY_WAIT: Duration = Duration::from_secs(1);
 /// The queue task for the next attempt of a delivery.
 pub fn job_for(d: &Unqueued) -> Job {
     let attempts = u32::try_from(d.attempts).unwrap_or(u32::MAX);
-    Job {
-        id: format!("{}.{attempts}", d.id),
-        run: d.id.clone(),
-        kind: JobKind::WebhookDeliver,
-        tenant: d.tenant.clone(),
-        integration: d.endpoint.clone(),
-        attempt: attempts,
-        trigger: if attempts == 0 {
-            Trigger::Schedule
-        } else {
-            Trigger::Retry
-        },
-        force: false,
-        accept_shrink: false,
-        manual: false,
-        waits: 0,
-        delivery: Some(d.id.clone()),
-    }
+    let trigger = if attempts == 0 {
+        Trigger::Schedule
+    } else {
+        Trigger::Retry
+    };
+    // Built from `Job::new` so that payload fields added later keep their defaults.
+    let mut job = Job::new(JobKind::WebhookDeliver, &d.tenant, &d.endpoint, trigger);
+    job.id = format!("{}.{attempts}", d.id);
+    job.run = d.id.clone();
+    job.attempt = attempts;
+    job.delivery = Some(d.id.clone());
+    job
 }
 
 /// The same attempt scheduled for the same time always gets the same key, so a push
