@@ -171,6 +171,7 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
 }
 
 async fn run(config: Config, catalog: Catalog) -> anyhow::Result<ExitCode> {
+    let _metrics = crate::metrics::install()?;
     let config = Arc::new(config);
     let store = open_store(&config).await?;
     let queue = Queue::connect(config.clone(), &store).await?;
@@ -192,9 +193,11 @@ async fn run(config: Config, catalog: Catalog) -> anyhow::Result<ExitCode> {
         "syncd started"
     );
     let scheduler = tokio::spawn(scheduler::run(ctx.clone(), shutdown.clone()));
+    let sampler = tokio::spawn(crate::metrics::run_sampler(ctx.clone(), shutdown.clone()));
     let workers = queue.run_workers(ctx.clone(), shutdown.clone()).await;
     shutdown.cancel();
     let scheduled = scheduler.await;
+    let _ = sampler.await;
     store.close().await;
     workers?;
     scheduled.context("the scheduler panicked")??;

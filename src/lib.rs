@@ -21,6 +21,7 @@
 //! - [`jobs`]: job payloads and the engine; one file per job kind.
 //! - [`outcome`]: the outcome type, HTTP classification and the backoff maths (pure).
 //! - [`feeds`]: transports and the streaming parser. [`store`]: the state database.
+//! - [`metrics`]: Prometheus metrics.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -32,6 +33,7 @@ pub mod crm;
 pub mod duration;
 pub mod feeds;
 pub mod jobs;
+pub mod metrics;
 pub mod outcome;
 pub mod queue;
 pub mod scheduler;

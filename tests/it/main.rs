@@ -15,5 +15,6 @@ mod ftp;
 mod helpers;
 mod lifecycle;
 mod maintenance;
+mod metrics;
 mod redis_nodes;
 mod retries;
