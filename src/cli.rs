@@ -194,6 +194,7 @@ async fn run(config: Config, catalog: Catalog) -> anyhow::Result<ExitCode> {
     );
     let scheduler = tokio::spawn(scheduler::run(ctx.clone(), shutdown.clone()));
     let sampler = tokio::spawn(crate::metrics::run_sampler(ctx.clone(), shutdown.clone()));
+    tokio::spawn(crate::systemd::stopping_on(shutdown.clone()));
     let workers = queue.run_workers(ctx.clone(), shutdown.clone()).await;
     shutdown.cancel();
     let scheduled = scheduler.await;

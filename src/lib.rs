@@ -21,7 +21,7 @@
 //! - [`jobs`]: job payloads and the engine; one file per job kind.
 //! - [`outcome`]: the outcome type, HTTP classification and the backoff maths (pure).
 //! - [`feeds`]: transports and the streaming parser. [`store`]: the state database.
-//! - [`metrics`]: Prometheus metrics.
+//! - [`metrics`]: Prometheus metrics. [`systemd`]: readiness, stopping and watchdog notices.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -38,6 +38,7 @@ pub mod outcome;
 pub mod queue;
 pub mod scheduler;
 pub mod store;
+pub mod systemd;
 pub mod telemetry;
 
 /// A URL as it may be shown: the password (if any) replaced by `***`.

@@ -272,6 +272,7 @@ impl Queue {
             };
         }
         info!(backend = ?self.config.queue.backend, "workers started");
+        crate::systemd::ready();
         let signal = async move {
             shutdown.cancelled().await;
             info!(grace = %crate::duration::format(grace), "shutting down: finishing in-flight jobs");

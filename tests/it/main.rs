@@ -18,3 +18,4 @@ mod maintenance;
 mod metrics;
 mod redis_nodes;
 mod retries;
+mod systemd;
