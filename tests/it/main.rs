@@ -1,6 +1,7 @@
 //! Integration tests: the real `syncd` binary against real SQLite, a real Redis and fake
 //! third parties on loopback. One binary, so the build links once.
 
+mod cli_help;
 mod config_errors;
 mod connection_tests;
 mod crm;
