@@ -206,3 +206,29 @@ async fn queue_depth_on_redis_counts_due_and_scheduled_tasks() {
     assert_eq!(of(&feed), Some(2), "{depths:?}");
     assert_eq!(of(&format!("{}-crm_enrich", env.namespace)), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crm_call_that_waits_for_quota_is_counted_with_the_seconds_it_waited() {
+    let handle = syncd::metrics::install().unwrap();
+    let env = TestEnv::sqlite().with_config("[crm]\nhubspot_search_per_second = 4\nheadroom = 0.0");
+    env.write_catalog(
+        "acme",
+        "tenant = \"acme\"\n[[crm]]\nname = \"hubspot\"\nprovider = \"hubspot\"\n\
+         schedule = \"every 24h\"\ntoken_env = \"ACME_HUBSPOT_TOKEN\"\n",
+    );
+    let ctx = job_context(&env).await;
+    let spec = ctx.catalog().crm("acme", "hubspot").unwrap();
+    let crm = ctx.crm_env("acme", spec);
+    // Four search calls a second are paced 250 ms apart: three calls wait twice.
+    for _ in 0..3 {
+        crm.acquire(syncd::crm::Api::HubspotSearch).await.unwrap();
+    }
+    let text = handle.render();
+    let waits = sample(&text, "syncd_rate_limit_waits_total{provider=\"hubspot\"}");
+    assert!(waits.is_some_and(|n| n >= 2.0), "{text}");
+    let waited = sample(
+        &text,
+        "syncd_rate_limit_wait_seconds_sum{provider=\"hubspot\"}",
+    );
+    assert!(waited.is_some_and(|s| s >= 0.3), "{text}");
+}
