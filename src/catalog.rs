@@ -213,7 +213,8 @@ impl CrmSpec {
 pub struct FeedSpec {
     /// Unique within the tenant; used as `TENANT/NAME` on the command line.
     pub name: String,
-    /// `https://…`, `http://…` or `file:///…` (a directory a distributor pushes files into).
+    /// `https://…`, `http://…`, `ftp://…`, `ftps://…`, `sftp://…` or `file:///…` (a directory a
+    /// distributor pushes files into).
     pub url: String,
     /// `every 6h` or a 5/6-field cron expression (UTC).
     pub schedule: Schedule,
@@ -232,6 +233,11 @@ pub struct FeedSpec {
     /// catalog file), for distributors with a private CA or a self-signed certificate.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// SFTP: the server's public key as in `known_hosts` (`ssh-ed25519 AAAA…`) or its
+    /// fingerprint (`SHA256:…`). Without it an SFTP feed refuses to connect and names the
+    /// key the server offered.
+    #[serde(default)]
+    pub host_key: Option<String>,
     /// Fraction of unreadable rows tolerated (default: `[feeds] max_error_rate`).
     #[serde(default)]
     pub max_error_rate: Option<f64>,
@@ -286,14 +292,26 @@ pub enum Auth {
         /// Environment variable holding the token.
         token_env: String,
     },
+    /// SFTP with a private key (OpenSSH or PuTTY format).
+    #[serde(rename = "ssh_key")]
+    SshKey {
+        /// The login name.
+        username: String,
+        /// The private key file (relative to the catalog file).
+        key_file: PathBuf,
+        /// Environment variable holding the key's passphrase, if it is encrypted.
+        #[serde(default)]
+        passphrase_env: Option<String>,
+    },
 }
 
 impl Auth {
-    /// The environment variable the secret is read from.
-    pub fn secret_env(&self) -> &str {
+    /// The environment variable the secret is read from, if there is one.
+    pub fn secret_env(&self) -> Option<&str> {
         match self {
-            Auth::Basic { password_env, .. } => password_env,
-            Auth::Bearer { token_env } => token_env,
+            Auth::Basic { password_env, .. } => Some(password_env),
+            Auth::Bearer { token_env } => Some(token_env),
+            Auth::SshKey { passphrase_env, .. } => passphrase_env.as_deref(),
         }
     }
 }
@@ -672,7 +690,7 @@ impl Catalog {
     /// The environment variables `tenant/name` reads its secrets from.
     pub fn secret_envs(&self, tenant: &str, name: &str) -> Vec<&str> {
         if let Some(feed) = self.feed(tenant, name) {
-            return feed.auth.iter().map(|a| a.secret_env()).collect();
+            return feed.auth.iter().filter_map(|a| a.secret_env()).collect();
         }
         self.crm(tenant, name)
             .map(CrmSpec::secret_envs)
@@ -689,13 +707,32 @@ impl Catalog {
             .ok_or_else(|| format!("tenant `{tenant}` has no integration named `{name}`"))
     }
 
-    /// Environment variables the catalog reads secrets from that are not set now.
+    /// Environment variables the catalog reads secrets from that are not set now, key files
+    /// that cannot be read and SFTP feeds without a pinned host key.
     pub fn missing_secrets(&self) -> Vec<String> {
         let mut missing = BTreeSet::new();
         for i in self.integrations() {
             for env in self.secret_envs(i.tenant, i.name) {
                 if std::env::var_os(env).is_none() {
                     missing.insert(format!("{}/{}: {env} is not set", i.tenant, i.name));
+                }
+            }
+            if let Some(feed) = self.feed(i.tenant, i.name) {
+                if let Some(Auth::SshKey { key_file, .. }) = &feed.auth
+                    && std::fs::File::open(key_file).is_err()
+                {
+                    missing.insert(format!(
+                        "{}/{}: key file {} is not readable",
+                        i.tenant,
+                        i.name,
+                        key_file.display()
+                    ));
+                }
+                if feed.url.starts_with("sftp:") && feed.host_key.is_none() {
+                    missing.insert(format!(
+                        "{}/{}: no `host_key` is pinned (`syncd test-connection` shows the server's)",
+                        i.tenant, i.name
+                    ));
                 }
             }
         }
@@ -730,6 +767,11 @@ fn load_file(file: &Path) -> anyhow::Result<Tenant> {
         {
             feed.ca_file = Some(dir.join(ca));
         }
+        if let Some(Auth::SshKey { key_file, .. }) = &mut feed.auth
+            && key_file.is_relative()
+        {
+            *key_file = dir.join(&key_file);
+        }
     }
     let mut seen = BTreeSet::new();
     for (i, feed) in parsed.feed.iter().enumerate() {
@@ -745,6 +787,7 @@ fn load_file(file: &Path) -> anyhow::Result<Tenant> {
         }
         check_url(&feed.url).map_err(|e| anyhow::anyhow!("{at}: key `url`: {e}"))?;
         check_columns(feed).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+        check_ssh(feed).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
         if feed.format.decimal != b'.' && feed.format.decimal != b',' {
             bail!("{at}: key `format.decimal` must be \".\" or \",\"");
         }
@@ -803,7 +846,7 @@ fn check_url(raw: &str) -> Result<(), String> {
             Ok(())
         }
         "file" => Ok(()),
-        "ftp" | "ftps" => {
+        "ftp" | "ftps" | "sftp" => {
             if url.host_str().is_none() || url.path().len() <= 1 {
                 return Err(format!("`{raw}` needs a host and a file path"));
             }
@@ -816,8 +859,29 @@ fn check_url(raw: &str) -> Result<(), String> {
             Ok(())
         }
         other => Err(format!(
-            "scheme `{other}` is not supported (use http, https, ftp, ftps or file)"
+            "scheme `{other}` is not supported (use http, https, ftp, ftps, sftp or file)"
         )),
+    }
+}
+
+/// `host_key` and `ssh_key` auth belong to SFTP feeds; a pin must be readable.
+fn check_ssh(feed: &FeedSpec) -> Result<(), String> {
+    let sftp = feed.url.starts_with("sftp:");
+    if let Some(pin) = &feed.host_key {
+        if !sftp {
+            return Err("key `host_key` is for sftp:// feeds".into());
+        }
+        crate::feeds::sftp::HostKeyPin::parse(pin).map_err(|e| format!("key `host_key`: {e}"))?;
+    }
+    match &feed.auth {
+        Some(Auth::SshKey { .. }) if !sftp => {
+            Err("key `auth`: `kind = \"ssh_key\"` is for sftp:// feeds".into())
+        }
+        Some(Auth::Bearer { .. }) if sftp => Err(
+            "key `auth`: SFTP logs in with `kind = \"basic\"` (password) or `kind = \"ssh_key\"`"
+                .into(),
+        ),
+        _ => Ok(()),
     }
 }
 

@@ -34,6 +34,8 @@ pub struct Config {
     pub feeds: FeedsConfig,
     /// CRM providers: rate limits, OAuth refresh, enrichment age.
     pub crm: CrmConfig,
+    /// The admin HTTP server (API, page, health, metrics).
+    pub admin: AdminConfig,
     /// How long in-flight jobs may run after SIGTERM/SIGINT before the daemon exits anyway.
     /// Jobs cut off by the grace period stay queued and run again after the orphan timeout.
     #[serde(with = "duration")]
@@ -60,6 +62,7 @@ impl Default for Config {
             scheduler: SchedulerConfig::default(),
             feeds: FeedsConfig::default(),
             crm: CrmConfig::default(),
+            admin: AdminConfig::default(),
             shutdown_grace: Duration::from_secs(30),
             base_dir: PathBuf::from("."),
             source: None,
@@ -346,6 +349,46 @@ impl Default for CrmConfig {
     }
 }
 
+/// `[admin]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Whether `syncd run` serves the admin API and page.
+    pub enabled: bool,
+    /// Address and port to listen on (`127.0.0.1:0` picks a free port and logs it).
+    pub bind: String,
+    /// A file holding the operator token (all tenants). Default: `admin.token` in
+    /// `$CREDENTIALS_DIRECTORY` when systemd provides one.
+    pub token_file: Option<PathBuf>,
+    /// An environment variable holding the operator token.
+    pub token_env: Option<String>,
+    /// Requests per tenant (and per operator) in any rolling `rate_window`.
+    pub rate_limit: u32,
+    /// The rolling window of `rate_limit`.
+    #[serde(with = "duration")]
+    pub rate_window: Duration,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// A request taking longer is answered 503.
+    #[serde(with = "duration")]
+    pub request_timeout: Duration,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bind: "127.0.0.1:8090".into(),
+            token_file: None,
+            token_env: None,
+            rate_limit: 500,
+            rate_window: Duration::from_secs(600),
+            max_body_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
 impl Config {
     /// Reads `path` (optional when `explicit` is false and the file is absent), applies
     /// `SYNCD__…` environment overrides and validates the result.
@@ -432,6 +475,15 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&self.feeds.max_shrink) {
             return Err("[feeds] max_shrink must be between 0 and 1".into());
+        }
+        if self.admin.bind.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!(
+                "[admin] bind must be an address and port such as 127.0.0.1:8090 (got `{}`)",
+                self.admin.bind
+            ));
+        }
+        if self.admin.rate_limit == 0 || self.admin.rate_window.is_zero() {
+            return Err("[admin] rate_limit and rate_window must be greater than 0".into());
         }
         let c = &self.crm;
         for (key, v) in [

@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod catalog;
 pub mod cli;
 pub mod config;
@@ -34,6 +35,7 @@ pub mod duration;
 pub mod feeds;
 pub mod jobs;
 pub mod metrics;
+pub mod ops;
 pub mod outcome;
 pub mod queue;
 pub mod scheduler;

@@ -146,6 +146,45 @@ no_data: Apollo.io knows nothing about it, expected for small or new companies).
   syncd companies list --tenant acme --json",
     ),
     (
+        "tokens",
+        "\
+Tokens for the admin API and page. An operator token reaches every tenant; a tenant token
+only its own tenant (another tenant's data answers 404). A token is printed once when it is
+created; only its SHA-256 is stored.",
+        "\
+  syncd tokens create --name ops-dashboard
+  syncd tokens create --name acme-admins --tenant acme
+  syncd tokens list
+  syncd tokens revoke ID",
+    ),
+    (
+        "tokens create",
+        "\
+Creates a token and prints it once: store it where the client keeps secrets, it cannot be
+shown again. Without --tenant it is an operator token (every tenant); with --tenant it sees
+and acts on that tenant only. Clients send it as `Authorization: Bearer TOKEN`.",
+        "\
+  syncd tokens create --name ops-dashboard
+  syncd tokens create --name acme-admins --tenant acme",
+    ),
+    (
+        "tokens list",
+        "\
+Lists the tokens with their id, name, tenant and times; never the tokens themselves.",
+        "\
+  syncd tokens list
+  syncd tokens list --json",
+    ),
+    (
+        "tokens revoke",
+        "\
+Revokes the token with ID (as `tokens create` and `tokens list` show it); it stops working
+at once.",
+        "\
+  syncd tokens list
+  syncd tokens revoke ID",
+    ),
+    (
         "completions",
         "\
 Prints a completion script for SHELL on stdout: subcommands, options and their values. It

@@ -152,7 +152,7 @@ async fn open(spec: &FeedSpec, url: &url::Url, timeouts: Timeouts) -> Result<Ses
     }
     let (user, password) = match &spec.auth {
         Some(a @ Auth::Basic { username, .. }) => (username.clone(), secret(a)?),
-        Some(Auth::Bearer { .. }) => {
+        Some(Auth::Bearer { .. } | Auth::SshKey { .. }) => {
             return Err(Outcome::Misconfigured {
                 message: format!("{what}: FTP needs `auth.kind = \"basic\"`"),
             });
@@ -203,7 +203,7 @@ impl Session {
     }
 }
 
-fn percent_decode(path: &str) -> String {
+pub(crate) fn percent_decode(path: &str) -> String {
     url::form_urlencoded::parse(format!("p={}", path.replace('+', "%2B")).as_bytes())
         .next()
         .map(|(_, v)| v.into_owned())

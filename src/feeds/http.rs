@@ -72,6 +72,7 @@ pub async fn fetch(
     match auth {
         Some(a @ Auth::Basic { username, .. }) => req = req.basic_auth(username, Some(secret(a)?)),
         Some(a @ Auth::Bearer { .. }) => req = req.bearer_auth(secret(a)?),
+        Some(Auth::SshKey { .. }) => return Err(super::ssh_key_outside_sftp()),
         None => {}
     }
     if !opts.force {

@@ -10,6 +10,7 @@ pub mod ftp;
 pub mod http;
 pub mod parse;
 pub mod probe;
+pub mod sftp;
 
 use crate::catalog::{Auth, FeedSpec};
 use crate::outcome::Outcome;
@@ -60,6 +61,7 @@ pub async fn fetch(
         "http" | "https" => http::fetch(http, &url, spec.auth.as_ref(), opts).await,
         "file" => file::fetch(&url, opts).await,
         "ftp" | "ftps" => ftp::fetch(spec, &url, opts, timeouts).await,
+        "sftp" => sftp::fetch(spec, &url, opts, timeouts).await,
         other => Err(Outcome::Misconfigured {
             message: format!("unsupported URL scheme `{other}` in {}", spec.url),
         }),
@@ -69,10 +71,21 @@ pub async fn fetch(
 /// A secret named by the catalog, read from the environment now (so a rotated secret is
 /// picked up without a restart).
 pub fn secret(auth: &Auth) -> Result<String, Outcome> {
-    let var = auth.secret_env();
+    let Some(var) = auth.secret_env() else {
+        return Err(Outcome::Misconfigured {
+            message: "the feed's `auth` names no secret".into(),
+        });
+    };
     std::env::var(var).map_err(|_| Outcome::Misconfigured {
         message: format!("environment variable {var} (named in the feed's `auth`) is not set"),
     })
+}
+
+/// `auth.kind = "ssh_key"` on a feed that is not SFTP (the catalog check refuses it first).
+pub(crate) fn ssh_key_outside_sftp() -> Outcome {
+    Outcome::Misconfigured {
+        message: "`auth.kind = \"ssh_key\"` is for sftp:// feeds".into(),
+    }
 }
 
 /// Creates the spool file in `work_dir`.

@@ -79,6 +79,20 @@ impl Queue {
         Ok(Queue { backend, config })
     }
 
+    /// Whether the queue's backend answers (for readiness checks).
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlx::query("SELECT 1").execute(pool).await?;
+            }
+            Backend::Redis(conn) => {
+                let mut conn = conn.clone();
+                let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// The queue of a job kind: `{namespace}-{kind}`.
     pub fn queue_name(&self, kind: JobKind) -> String {
         format!("{}-{}", self.config.queue.namespace, kind.as_str())

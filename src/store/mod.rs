@@ -7,6 +7,7 @@
 //! holds apalis' tables, so a job and the state it changes live in one database.
 //! The SQL is kept portable so that PostgreSQL can follow.
 
+pub mod admin_tokens;
 pub mod companies;
 pub mod issues;
 pub mod job_runs;

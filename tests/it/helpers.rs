@@ -75,6 +75,8 @@ cap = "2s"
 max_attempts = 8
 [scheduler]
 spread = "0s"
+[admin]
+bind = "127.0.0.1:0"
 [log]
 filter = "info,syncd=debug"
 "#,

@@ -1,6 +1,8 @@
 //! Integration tests: the real `syncd` binary against real SQLite, a real Redis and fake
 //! third parties on loopback. One binary, so the build links once.
 
+mod admin;
+mod cdp;
 mod cli_help;
 mod config_errors;
 mod connection_tests;
@@ -19,4 +21,5 @@ mod maintenance;
 mod metrics;
 mod redis_nodes;
 mod retries;
+mod sftp;
 mod systemd;
