@@ -46,6 +46,8 @@ pub struct Tenant {
     pub feeds: Vec<FeedSpec>,
     /// CRM sources (HubSpot, Apollo.io).
     pub crms: Vec<CrmSpec>,
+    /// Webhook endpoints (`[[webhook]]`).
+    pub webhooks: Vec<crate::webhooks::WebhookSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,6 +56,8 @@ struct TenantFile {
     tenant: String,
     #[serde(default)]
     feed: Vec<FeedSpec>,
+    #[serde(default)]
+    webhook: Vec<crate::webhooks::WebhookSpec>,
     #[serde(default)]
     crm: Vec<CrmSpec>,
 }
@@ -736,6 +740,9 @@ impl Catalog {
                 }
             }
         }
+        for t in &self.tenants {
+            crate::webhooks::spec::missing_secrets(&t.name, &t.webhooks, &mut missing);
+        }
         missing.into_iter().collect()
     }
 }
@@ -808,11 +815,13 @@ fn load_file(file: &Path) -> anyhow::Result<Tenant> {
         }
         crm.check().map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
     }
+    crate::webhooks::spec::validate(&shown.to_string(), &parsed.webhook, &seen)?;
     Ok(Tenant {
         name: parsed.tenant,
         file: file.to_path_buf(),
         feeds: parsed.feed,
         crms: parsed.crm,
+        webhooks: parsed.webhook,
     })
 }
 

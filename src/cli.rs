@@ -8,7 +8,7 @@ use crate::jobs::{self, JobContext};
 use crate::queue::Queue;
 use crate::store::Store;
 use crate::store::issues::IssueFilter;
-use crate::{scheduler, telemetry};
+use crate::{scheduler, telemetry, webhooks};
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -73,6 +73,40 @@ enum Command {
     /// Companies for CRM enrichment: import a list, or show what is stored.
     #[command(subcommand)]
     Companies(CompaniesCommand),
+    /// List webhook deliveries, newest first, with every attempt.
+    Deliveries {
+        /// Only this endpoint: `tenant/endpoint`.
+        #[arg(long, value_name = "T/E")]
+        endpoint: Option<String>,
+        /// Only deliveries that failed, or are retrying after a failed attempt.
+        #[arg(long)]
+        failed: bool,
+        /// JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Send a webhook delivery again now (logged as a manual attempt, same webhook-id).
+    Redeliver {
+        /// The delivery's id (`msg_…`, see `syncd deliveries`).
+        delivery_id: String,
+    },
+    /// Send every event since TIME to a webhook endpoint again, as new deliveries (e.g. after
+    /// the receiver lost data in an outage).
+    Replay {
+        /// `tenant/endpoint`
+        target: String,
+        /// RFC 3339 time (`2026-11-29T08:00:00Z`) or a duration ago (`2h`).
+        #[arg(long, value_name = "TIME")]
+        since: String,
+    },
+    /// Webhook endpoint administration.
+    Endpoint {
+        #[command(subcommand)]
+        action: EndpointAction,
+    },
     /// Show open issues (all with --all).
     Issues {
         /// Include resolved issues.
@@ -137,6 +171,15 @@ enum CompaniesCommand {
         /// JSON array instead of a table.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EndpointAction {
+    /// Enable a disabled endpoint, clear its failure streak and send its held events.
+    Enable {
+        /// `tenant/endpoint`
+        target: String,
     },
 }
 
@@ -232,6 +275,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Companies(CompaniesCommand::List { tenant, json }) => {
             list_companies(&config, &catalog, tenant.as_deref(), json).await
         }
+        Command::Deliveries {
+            endpoint,
+            failed,
+            json,
+            limit,
+        } => webhooks::ops::deliveries(&config, endpoint.as_deref(), failed, json, limit).await,
+        Command::Redeliver { delivery_id } => webhooks::ops::redeliver(&config, &delivery_id).await,
+        Command::Replay { target, since } => {
+            webhooks::ops::replay(&config, &catalog, &target, &since).await
+        }
+        Command::Endpoint {
+            action: EndpointAction::Enable { target },
+        } => webhooks::ops::enable(&config, &catalog, &target).await,
         Command::Completions { shell } => completions(shell),
     }
 }
@@ -286,15 +342,18 @@ async fn run(config: Config, catalog: Catalog) -> anyhow::Result<ExitCode> {
         crate::admin::serve(state, shutdown.clone()).await?;
     }
     let scheduler = tokio::spawn(scheduler::run(ctx.clone(), shutdown.clone()));
+    let dispatcher = tokio::spawn(webhooks::dispatcher::run(ctx.clone(), shutdown.clone()));
     let sampler = tokio::spawn(crate::metrics::run_sampler(ctx.clone(), shutdown.clone()));
     tokio::spawn(crate::systemd::stopping_on(shutdown.clone()));
     let workers = queue.run_workers(ctx.clone(), shutdown.clone()).await;
     shutdown.cancel();
     let scheduled = scheduler.await;
+    let dispatched = dispatcher.await;
     let _ = sampler.await;
     store.close().await;
     workers?;
     scheduled.context("the scheduler panicked")??;
+    dispatched.context("the webhook dispatcher panicked")??;
     info!("syncd stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -360,6 +419,19 @@ fn check_config(config: &Config, catalog: &Catalog) -> anyhow::Result<ExitCode> 
             i.kind.as_str(),
             i.schedule
         );
+    }
+    for t in &catalog.tenants {
+        for w in &t.webhooks {
+            println!(
+                "  {}/{}: webhook, {}{}",
+                t.name,
+                w.name,
+                w.events.join(", "),
+                w.max_in_flight
+                    .map(|n| format!(", at most {n} in flight"))
+                    .unwrap_or_default()
+            );
+        }
     }
     for warning in catalog.missing_secrets() {
         println!("warning: {warning} (the integration will fail until it is)");

@@ -36,6 +36,8 @@ pub struct Config {
     pub crm: CrmConfig,
     /// The admin HTTP server (API, page, health, metrics).
     pub admin: AdminConfig,
+    /// Webhook delivery: timeout, retry schedule, endpoint health, SSRF allowlist.
+    pub webhooks: crate::webhooks::WebhooksConfig,
     /// How long in-flight jobs may run after SIGTERM/SIGINT before the daemon exits anyway.
     /// Jobs cut off by the grace period stay queued and run again after the orphan timeout.
     #[serde(with = "duration")]
@@ -63,6 +65,7 @@ impl Default for Config {
             feeds: FeedsConfig::default(),
             crm: CrmConfig::default(),
             admin: AdminConfig::default(),
+            webhooks: crate::webhooks::WebhooksConfig::default(),
             shutdown_grace: Duration::from_secs(30),
             base_dir: PathBuf::from("."),
             source: None,
@@ -500,6 +503,7 @@ impl Config {
         if !(0.0..0.5).contains(&c.headroom) {
             return Err("[crm] headroom must be at least 0 and below 0.5".into());
         }
+        self.webhooks.validate()?;
         if !self.state.url.starts_with("sqlite:") {
             return Err(format!(
                 "[state] url must be a sqlite: URL (got `{}`)",

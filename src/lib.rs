@@ -22,6 +22,7 @@
 //! - [`outcome`]: the outcome type, HTTP classification and the backoff maths (pure).
 //! - [`feeds`]: transports and the streaming parser. [`store`]: the state database.
 //! - [`metrics`]: Prometheus metrics. [`systemd`]: readiness, stopping and watchdog notices.
+//! - [`webhooks`]: outbound events: outbox dispatcher, signing, delivery, SSRF guard.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -42,6 +43,7 @@ pub mod scheduler;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;
+pub mod webhooks;
 
 /// A URL as it may be shown: the password (if any) replaced by `***`.
 pub fn redact_url(raw: &str) -> String {

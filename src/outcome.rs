@@ -79,6 +79,10 @@ pub enum IssueKind {
     RetriesExhausted,
     /// The last success is older than `stale_after`.
     StaleData,
+    /// A webhook endpoint failed `[webhooks] failing_after` attempts in a row.
+    WebhookFailing,
+    /// A webhook endpoint was disabled (410 Gone, or failing for `disable_after`).
+    EndpointDisabled,
 }
 
 impl IssueKind {
@@ -92,6 +96,8 @@ impl IssueKind {
             IssueKind::InvalidFeed => "invalid_feed",
             IssueKind::RetriesExhausted => "retries_exhausted",
             IssueKind::StaleData => "stale_data",
+            IssueKind::WebhookFailing => "webhook_failing",
+            IssueKind::EndpointDisabled => "endpoint_disabled",
         }
     }
 }

@@ -185,6 +185,52 @@ at once.",
   syncd tokens revoke ID",
     ),
     (
+        "deliveries",
+        "\
+Webhook deliveries, newest first (100 unless --limit): status (pending, delivered, failed,
+held), attempts, the receiver's last answer and the next attempt. --failed shows failed ones
+and those retrying after a failure; --json includes each delivery's attempt log.",
+        "\
+  syncd deliveries
+  syncd deliveries --endpoint acme/erp --failed
+  syncd deliveries --json --limit 20",
+    ),
+    (
+        "redeliver",
+        "\
+Sends one delivery again now, with the same webhook-id, whatever its status; the attempt is
+logged as a manual one.",
+        "\
+  syncd deliveries --failed
+  syncd redeliver DELIVERY_ID",
+    ),
+    (
+        "replay",
+        "\
+Sends every event of the endpoint's types since TIME again, as new deliveries (new
+webhook-ids; data.event_id stays), e.g. after the receiver lost data. TIME is RFC 3339 or a
+duration ago such as 6h.",
+        "\
+  syncd replay acme/erp --since 6h
+  syncd replay acme/erp --since 2026-11-28T00:00:00Z",
+    ),
+    (
+        "endpoint",
+        "\
+Webhook endpoint maintenance. An endpoint that failed too often is disabled and its
+deliveries held; `enable` brings it back.",
+        "\
+  syncd endpoint enable acme/erp",
+    ),
+    (
+        "endpoint enable",
+        "\
+Enables a disabled endpoint, clears its failure streak and issues, and sends its held
+deliveries.",
+        "\
+  syncd endpoint enable acme/erp",
+    ),
+    (
         "completions",
         "\
 Prints a completion script for SHELL on stdout: subcommands, options and their values. It

@@ -14,6 +14,7 @@ pub mod job_runs;
 pub mod oauth;
 pub mod prices;
 pub mod sync_state;
+pub mod webhooks;
 
 use anyhow::Context;
 use sqlx::SqlitePool;

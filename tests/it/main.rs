@@ -23,3 +23,4 @@ mod redis_nodes;
 mod retries;
 mod sftp;
 mod systemd;
+mod webhooks;
