@@ -108,9 +108,12 @@ impl Queue {
     }
 
     fn heartbeat(&self) -> (Duration, usize) {
-        // orphan timeout = heartbeat × missed beats; two beats leave room for one late one.
-        let hb = (self.config.queue.orphan_timeout / 2).max(Duration::from_secs(1));
-        (hb, 2)
+        // orphan timeout = heartbeat × missed beats. The beat is short because an idle apalis
+        // worker picks up new tasks on its heartbeat rather than its poll interval: with one
+        // beat per half orphan timeout, a re-fetch queued on an idle node waited up to 30 s.
+        let hb = Duration::from_secs(1);
+        let missed = self.config.queue.orphan_timeout.as_secs().max(2) as usize;
+        (hb, missed)
     }
 
     fn sqlite_storage(&self, pool: &SqlitePool, kind: JobKind) -> SqliteStorage<Job> {
