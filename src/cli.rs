@@ -69,6 +69,9 @@ enum Command {
     /// Companies for CRM enrichment: import a list, or show what is stored.
     #[command(subcommand)]
     Companies(CompaniesCommand),
+    /// The encrypted credential store: set, list and delete stored secrets.
+    #[command(subcommand)]
+    Credentials(crate::credentials::cli::CredentialsCommand),
     /// Show open issues (all with --all).
     Issues {
         /// Include resolved issues.
@@ -160,19 +163,21 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Companies(CompaniesCommand::Import { file, tenant }) => {
             import_companies(&config, &catalog, &file, tenant.as_deref()).await
         }
+        Command::Credentials(cmd) => crate::credentials::cli::run(&config, &catalog, cmd).await,
         Command::Companies(CompaniesCommand::List { tenant, json }) => {
             list_companies(&config, &catalog, tenant.as_deref(), json).await
         }
     }
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<Store> {
+pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Store::open_sqlite(&config.sqlite_path()).await
 }
 
 async fn run(config: Config, catalog: Catalog) -> anyhow::Result<ExitCode> {
     let config = Arc::new(config);
     let store = open_store(&config).await?;
+    let secrets = crate::credentials::Secrets::open(&config, &store).await?;
     let queue = Queue::connect(config.clone(), &store).await?;
     let ctx = Arc::new(JobContext {
         store: store.clone(),
@@ -181,6 +186,7 @@ async fn run(config: Config, catalog: Catalog) -> anyhow::Result<ExitCode> {
         http: jobs::http_client(&config)?,
         queue: queue.clone(),
         limiter: crate::crm::limiter::Limiter::for_config(&config).await?,
+        secrets,
     });
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
@@ -275,7 +281,7 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-fn split_target(target: &str) -> anyhow::Result<(&str, &str)> {
+pub(crate) fn split_target(target: &str) -> anyhow::Result<(&str, &str)> {
     match target.split_once('/') {
         Some((t, i)) if !t.is_empty() && !i.is_empty() && !i.contains('/') => Ok((t, i)),
         _ => bail!("`{target}`: expected TENANT/INTEGRATION, e.g. acme/ingram-prices"),
@@ -352,9 +358,11 @@ async fn test_connection(
     let store = open_store(config).await?;
     let http = jobs::http_client(config)?;
     let limiter = crate::crm::limiter::Limiter::for_config(config).await?;
-    let probe =
-        jobs::connection_test::run_with(&store, catalog, &http, config, &limiter, tenant, name)
-            .await?;
+    let secrets = crate::credentials::Secrets::open(config, &store).await?;
+    let probe = jobs::connection_test::run_with(
+        &store, catalog, &http, config, &limiter, &secrets, tenant, name,
+    )
+    .await?;
     if json {
         let out = serde_json::json!({
             "tenant": tenant,

@@ -28,6 +28,7 @@
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod credentials;
 pub mod crm;
 pub mod duration;
 pub mod feeds;

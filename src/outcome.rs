@@ -79,6 +79,8 @@ pub enum IssueKind {
     RetriesExhausted,
     /// The last success is older than `stale_after`.
     StaleData,
+    /// A stored credential lapses within `[credentials] expiry_warning` (or has lapsed).
+    TokenExpiring,
 }
 
 impl IssueKind {
@@ -92,6 +94,7 @@ impl IssueKind {
             IssueKind::InvalidFeed => "invalid_feed",
             IssueKind::RetriesExhausted => "retries_exhausted",
             IssueKind::StaleData => "stale_data",
+            IssueKind::TokenExpiring => "token_expiring",
         }
     }
 }

@@ -8,6 +8,7 @@
 //! The SQL is kept portable so that PostgreSQL can follow.
 
 pub mod companies;
+pub mod credentials;
 pub mod issues;
 pub mod job_runs;
 pub mod oauth;

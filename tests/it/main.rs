@@ -3,6 +3,7 @@
 
 mod config_errors;
 mod connection_tests;
+mod credentials;
 mod crm;
 mod example;
 mod fake_apollo;
