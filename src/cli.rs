@@ -273,6 +273,17 @@ fn check_config(config: &Config, catalog: &Catalog) -> anyhow::Result<ExitCode> 
     for warning in catalog.missing_secrets() {
         println!("warning: {warning} (the integration will fail until it is)");
     }
+    let stored = catalog
+        .integrations()
+        .any(|i| catalog.credential_of(i.tenant, i.name).is_some());
+    match crate::credentials::MasterKey::from_config(config)? {
+        Some(key) => println!("master key:      {}", key.source()),
+        None if stored => println!(
+            "warning: the catalog uses stored credentials but no master key is configured ([credentials] key_file, or the environment variable {})",
+            config.credentials.key_env
+        ),
+        None => {}
+    }
     println!("ok");
     Ok(ExitCode::SUCCESS)
 }

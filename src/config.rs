@@ -570,6 +570,14 @@ mod tests {
         assert!(err.contains("config.toml"), "{err}");
         assert!(err.contains("[queue] concurrency"), "{err}");
 
+        let p = write(dir.path(), "[credentials]\nkey_env = \"MY KEY\"\n");
+        let err = Config::load(&p, true).unwrap_err().to_string();
+        assert!(err.contains("[credentials] key_env"), "{err}");
+
+        let p = write(dir.path(), "[credentials]\nexpiry_warning = \"0s\"\n");
+        let err = Config::load(&p, true).unwrap_err().to_string();
+        assert!(err.contains("[credentials] expiry_warning"), "{err}");
+
         let p = write(dir.path(), "[retry]\nbase = \"soon\"\n");
         let err = Config::load(&p, true).unwrap_err().to_string();
         assert!(err.contains("retry.base"), "{err}");

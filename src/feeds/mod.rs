@@ -86,7 +86,7 @@ pub async fn secret(
 }
 
 /// The resolved secret of an `auth` that needs one.
-pub(crate) fn required<'s>(secret: Option<&'s SecretString>) -> Result<&'s str, Outcome> {
+pub(crate) fn required(secret: Option<&SecretString>) -> Result<&str, Outcome> {
     use secrecy::ExposeSecret;
     secret
         .map(|s| s.expose_secret())

@@ -566,7 +566,6 @@ price = "price"
             FEED_PASSWORD,
         ),
     );
-    drop(record);
 
     // Tokens the provider handed out during the run count as secrets too.
     let mut known = vec![
