@@ -158,9 +158,9 @@ pub fn hint(kind: IssueKind, tenant: &str, integration: &str) -> String {
         IssueKind::CredentialsRejected => format!(
             "The source refused our credentials (password, API key or OAuth token). Re-enter \
              them: for a stored credential `syncd credentials set` (see `syncd credentials \
-             list`), which tests the connection at once; for one from the environment, renew \
-             the variable the catalog names, then run `syncd test-connection {target}`. When \
-             the test passes, the pause ends. A restart with a changed secret also resumes \
+             list`), which queues a connection test at once; for one from the environment, \
+             renew the variable the catalog names, then run a connection test (`syncd \
+             test-connection {target}`). When the test passes, the pause ends. A restart with a changed secret also resumes \
              the integration, and `syncd refetch {target}` runs it once regardless. Scheduled \
              runs are paused until then so that retries cannot lock the account."
         ),
