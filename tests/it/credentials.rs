@@ -617,3 +617,54 @@ price = "price"
         );
     }
 }
+
+#[test]
+fn the_master_key_comes_from_the_systemd_credentials_directory_or_the_environment_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("jobs")).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "").unwrap();
+    let creds = dir.path().join("credentials");
+    std::fs::create_dir(&creds).unwrap();
+    std::fs::write(creds.join("master.key"), "ab".repeat(32)).unwrap();
+    let check = |vars: &[(&str, &str)]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_syncd"))
+            .arg("--config")
+            .arg(&config)
+            .arg("check-config")
+            .current_dir(dir.path())
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .env_remove("SYNCD_MASTER_KEY")
+            .envs(vars.iter().copied())
+            .output()
+            .unwrap();
+        (out.status.success(), text(&out))
+    };
+    let (ok, out) = check(&[("CREDENTIALS_DIRECTORY", creds.to_str().unwrap())]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("master key:      file") && out.contains("$CREDENTIALS_DIRECTORY"),
+        "{out}"
+    );
+    let b64 = "q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=";
+    let (ok, out) = check(&[("SYNCD_MASTER_KEY", b64)]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("environment variable SYNCD_MASTER_KEY ([credentials] key_env)"),
+        "{out}"
+    );
+    let (ok, out) = check(&[("SYNCD_MASTER_KEY", "hunter2-is-not-a-key")]);
+    assert!(!ok);
+    assert!(
+        out.contains("SYNCD_MASTER_KEY") && !out.contains("hunter2-is-not-a-key"),
+        "{out}"
+    );
+    // An empty credentials directory (systemd without the key) falls back to the variable.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let (ok, out) = check(&[
+        ("CREDENTIALS_DIRECTORY", empty.to_str().unwrap()),
+        ("SYNCD_MASTER_KEY", b64),
+    ]);
+    assert!(ok && out.contains("SYNCD_MASTER_KEY"), "{out}");
+}
