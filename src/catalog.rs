@@ -46,6 +46,8 @@ pub struct Tenant {
     pub feeds: Vec<FeedSpec>,
     /// CRM sources (HubSpot, Apollo.io).
     pub crms: Vec<CrmSpec>,
+    /// Webhook endpoints (`[[webhook]]`).
+    pub webhooks: Vec<crate::webhooks::WebhookSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,6 +56,8 @@ struct TenantFile {
     tenant: String,
     #[serde(default)]
     feed: Vec<FeedSpec>,
+    #[serde(default)]
+    webhook: Vec<crate::webhooks::WebhookSpec>,
     #[serde(default)]
     crm: Vec<CrmSpec>,
 }
@@ -277,7 +281,8 @@ impl CrmSpec {
 pub struct FeedSpec {
     /// Unique within the tenant; used as `TENANT/NAME` on the command line.
     pub name: String,
-    /// `https://…`, `http://…` or `file:///…` (a directory a distributor pushes files into).
+    /// `https://…`, `http://…`, `ftp://…`, `ftps://…`, `sftp://…` or `file:///…` (a directory a
+    /// distributor pushes files into).
     pub url: String,
     /// `every 6h` or a 5/6-field cron expression (UTC).
     pub schedule: Schedule,
@@ -296,6 +301,11 @@ pub struct FeedSpec {
     /// catalog file), for distributors with a private CA or a self-signed certificate.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// SFTP: the server's public key as in `known_hosts` (`ssh-ed25519 AAAA…`) or its
+    /// fingerprint (`SHA256:…`). Without it an SFTP feed refuses to connect and names the
+    /// key the server offered.
+    #[serde(default)]
+    pub host_key: Option<String>,
     /// Fraction of unreadable rows tolerated (default: `[feeds] max_error_rate`).
     #[serde(default)]
     pub max_error_rate: Option<f64>,
@@ -359,6 +369,21 @@ pub enum Auth {
         #[serde(default)]
         credential: Option<String>,
     },
+    /// SFTP with a private key (OpenSSH or PuTTY format).
+    #[serde(rename = "ssh_key")]
+    SshKey {
+        /// The login name.
+        username: String,
+        /// The private key file (relative to the catalog file).
+        key_file: PathBuf,
+        /// Environment variable holding the key's passphrase, if it is encrypted.
+        #[serde(default)]
+        passphrase_env: Option<String>,
+        /// Stored credential holding the key's passphrase (field `passphrase`), if it is
+        /// encrypted.
+        #[serde(default)]
+        credential: Option<String>,
+    },
 }
 
 impl Auth {
@@ -367,6 +392,7 @@ impl Auth {
         match self {
             Auth::Basic { password_env, .. } => password_env.as_deref(),
             Auth::Bearer { token_env, .. } => token_env.as_deref(),
+            Auth::SshKey { passphrase_env, .. } => passphrase_env.as_deref(),
         }
     }
 
@@ -375,20 +401,30 @@ impl Auth {
         match self {
             Auth::Basic { .. } => "password",
             Auth::Bearer { .. } => "token",
+            Auth::SshKey { .. } => "passphrase",
         }
     }
 
-    /// Where the secret comes from.
-    pub fn secret_ref(&self) -> SecretRef {
-        let credential = match self {
-            Auth::Basic { credential, .. } | Auth::Bearer { credential, .. } => credential,
-        };
-        match (credential, self.secret_env()) {
-            (Some(c), _) => SecretRef::Stored {
-                credential: c.clone(),
+    /// The stored credential this `auth` reads its secret from, if any.
+    pub fn credential(&self) -> Option<&str> {
+        match self {
+            Auth::Basic { credential, .. }
+            | Auth::Bearer { credential, .. }
+            | Auth::SshKey { credential, .. } => credential.as_deref(),
+        }
+    }
+
+    /// Where the secret comes from; `None` for an `ssh_key` without a passphrase.
+    pub fn secret_ref(&self) -> Option<SecretRef> {
+        match (self.credential(), self.secret_env()) {
+            (Some(c), _) => Some(SecretRef::Stored {
+                credential: c.to_string(),
                 field: self.field().to_string(),
-            },
-            (None, env) => SecretRef::Env(env.unwrap_or_default().to_string()),
+            }),
+            (None, Some(env)) => Some(SecretRef::Env(env.to_string())),
+            // A key file without a passphrase has no secret besides the file itself.
+            (None, None) if matches!(self, Auth::SshKey { .. }) => None,
+            (None, None) => Some(SecretRef::Env(String::new())),
         }
     }
 
@@ -403,11 +439,18 @@ impl Auth {
                 token_env,
                 credential,
             } => ("token_env", token_env, credential),
+            Auth::SshKey {
+                passphrase_env,
+                credential,
+                ..
+            } => ("passphrase_env", passphrase_env, credential),
         };
         match (env, credential) {
             (Some(_), Some(_)) => Err(format!(
                 "key `auth`: give either `auth.{env_key}` or `auth.credential`, not both"
             )),
+            // An unencrypted private key needs no passphrase.
+            (None, None) if matches!(self, Auth::SshKey { .. }) => Ok(()),
             (None, None) => Err(format!(
                 "key `auth` needs `{env_key}` (an environment variable) or `credential` (a stored credential, \"tenant/name\")"
             )),
@@ -428,7 +471,7 @@ pub enum SecretRef {
     Stored {
         /// `tenant/name`.
         credential: String,
-        /// `password`, `token`, `client_secret`, `refresh_token` or `api_key`.
+        /// `password`, `token`, `client_secret`, `refresh_token`, `api_key` or `passphrase`.
         field: String,
     },
 }
@@ -835,7 +878,7 @@ impl Catalog {
     /// Every secret `tenant/name` uses, wherever it comes from.
     pub fn secret_refs(&self, tenant: &str, name: &str) -> Vec<SecretRef> {
         if let Some(feed) = self.feed(tenant, name) {
-            return feed.auth.iter().map(Auth::secret_ref).collect();
+            return feed.auth.iter().filter_map(Auth::secret_ref).collect();
         }
         self.crm(tenant, name)
             .map(|c| {
@@ -850,12 +893,7 @@ impl Catalog {
     /// The stored credential `tenant/name` uses, if any.
     pub fn credential_of(&self, tenant: &str, name: &str) -> Option<&str> {
         if let Some(feed) = self.feed(tenant, name) {
-            return match &feed.auth {
-                Some(Auth::Basic { credential, .. } | Auth::Bearer { credential, .. }) => {
-                    credential.as_deref()
-                }
-                None => None,
-            };
+            return feed.auth.as_ref().and_then(Auth::credential);
         }
         self.crm(tenant, name)?.credential.as_deref()
     }
@@ -889,7 +927,8 @@ impl Catalog {
             .ok_or_else(|| format!("tenant `{tenant}` has no integration named `{name}`"))
     }
 
-    /// Environment variables the catalog reads secrets from that are not set now.
+    /// Environment variables the catalog reads secrets from that are not set now, key files
+    /// that cannot be read and SFTP feeds without a pinned host key.
     pub fn missing_secrets(&self) -> Vec<String> {
         let mut missing = BTreeSet::new();
         for i in self.integrations() {
@@ -898,6 +937,27 @@ impl Catalog {
                     missing.insert(format!("{}/{}: {env} is not set", i.tenant, i.name));
                 }
             }
+            if let Some(feed) = self.feed(i.tenant, i.name) {
+                if let Some(Auth::SshKey { key_file, .. }) = &feed.auth
+                    && std::fs::File::open(key_file).is_err()
+                {
+                    missing.insert(format!(
+                        "{}/{}: key file {} is not readable",
+                        i.tenant,
+                        i.name,
+                        key_file.display()
+                    ));
+                }
+                if feed.url.starts_with("sftp:") && feed.host_key.is_none() {
+                    missing.insert(format!(
+                        "{}/{}: no `host_key` is pinned (`syncd test-connection` shows the server's)",
+                        i.tenant, i.name
+                    ));
+                }
+            }
+        }
+        for t in &self.tenants {
+            crate::webhooks::spec::missing_secrets(&t.name, &t.webhooks, &mut missing);
         }
         missing.into_iter().collect()
     }
@@ -930,6 +990,11 @@ fn load_file(file: &Path) -> anyhow::Result<Tenant> {
         {
             feed.ca_file = Some(dir.join(ca));
         }
+        if let Some(Auth::SshKey { key_file, .. }) = &mut feed.auth
+            && key_file.is_relative()
+        {
+            *key_file = dir.join(&key_file);
+        }
     }
     let mut seen = BTreeSet::new();
     for (i, feed) in parsed.feed.iter().enumerate() {
@@ -946,20 +1011,13 @@ fn load_file(file: &Path) -> anyhow::Result<Tenant> {
         check_url(&feed.url).map_err(|e| anyhow::anyhow!("{at}: key `url`: {e}"))?;
         if let Some(auth) = &feed.auth {
             auth.check().map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
-            if let Auth::Basic {
-                credential: Some(c),
-                ..
-            }
-            | Auth::Bearer {
-                credential: Some(c),
-                ..
-            } = auth
-            {
+            if let Some(c) = auth.credential() {
                 check_credential_ref("auth.credential", c, &parsed.tenant)
                     .map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
             }
         }
         check_columns(feed).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+        check_ssh(feed).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
         if feed.format.decimal != b'.' && feed.format.decimal != b',' {
             bail!("{at}: key `format.decimal` must be \".\" or \",\"");
         }
@@ -984,11 +1042,13 @@ fn load_file(file: &Path) -> anyhow::Result<Tenant> {
                 .map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
         }
     }
+    crate::webhooks::spec::validate(&shown.to_string(), &parsed.webhook, &seen)?;
     Ok(Tenant {
         name: parsed.tenant,
         file: file.to_path_buf(),
         feeds: parsed.feed,
         crms: parsed.crm,
+        webhooks: parsed.webhook,
     })
 }
 
@@ -1022,7 +1082,7 @@ fn check_url(raw: &str) -> Result<(), String> {
             Ok(())
         }
         "file" => Ok(()),
-        "ftp" | "ftps" => {
+        "ftp" | "ftps" | "sftp" => {
             if url.host_str().is_none() || url.path().len() <= 1 {
                 return Err(format!("`{raw}` needs a host and a file path"));
             }
@@ -1035,8 +1095,29 @@ fn check_url(raw: &str) -> Result<(), String> {
             Ok(())
         }
         other => Err(format!(
-            "scheme `{other}` is not supported (use http, https, ftp, ftps or file)"
+            "scheme `{other}` is not supported (use http, https, ftp, ftps, sftp or file)"
         )),
+    }
+}
+
+/// `host_key` and `ssh_key` auth belong to SFTP feeds; a pin must be readable.
+fn check_ssh(feed: &FeedSpec) -> Result<(), String> {
+    let sftp = feed.url.starts_with("sftp:");
+    if let Some(pin) = &feed.host_key {
+        if !sftp {
+            return Err("key `host_key` is for sftp:// feeds".into());
+        }
+        crate::feeds::sftp::HostKeyPin::parse(pin).map_err(|e| format!("key `host_key`: {e}"))?;
+    }
+    match &feed.auth {
+        Some(Auth::SshKey { .. }) if !sftp => {
+            Err("key `auth`: `kind = \"ssh_key\"` is for sftp:// feeds".into())
+        }
+        Some(Auth::Bearer { .. }) if sftp => Err(
+            "key `auth`: SFTP logs in with `kind = \"basic\"` (password) or `kind = \"ssh_key\"`"
+                .into(),
+        ),
+        _ => Ok(()),
     }
 }
 

@@ -4,12 +4,11 @@
 
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::jobs::{self, Job, JobContext, Trigger};
+use crate::jobs::{self, JobContext};
 use crate::queue::Queue;
 use crate::store::Store;
 use crate::store::issues::IssueFilter;
-use crate::store::sync_state::SyncState;
-use crate::{scheduler, telemetry};
+use crate::{scheduler, telemetry, webhooks};
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
@@ -66,12 +65,49 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Admin API tokens: create (shown once), list, revoke.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
     /// Companies for CRM enrichment: import a list, or show what is stored.
     #[command(subcommand)]
     Companies(CompaniesCommand),
     /// The encrypted credential store: set, list and delete stored secrets.
     #[command(subcommand)]
     Credentials(crate::credentials::cli::CredentialsCommand),
+    /// List webhook deliveries, newest first, with every attempt.
+    Deliveries {
+        /// Only this endpoint: `tenant/endpoint`.
+        #[arg(long, value_name = "T/E")]
+        endpoint: Option<String>,
+        /// Only deliveries that failed, or are retrying after a failed attempt.
+        #[arg(long)]
+        failed: bool,
+        /// JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Send a webhook delivery again now (logged as a manual attempt, same webhook-id).
+    Redeliver {
+        /// The delivery's id (`msg_…`, see `syncd deliveries`).
+        delivery_id: String,
+    },
+    /// Send every event since TIME to a webhook endpoint again, as new deliveries (e.g. after
+    /// the receiver lost data in an outage).
+    Replay {
+        /// `tenant/endpoint`
+        target: String,
+        /// RFC 3339 time (`2026-11-29T08:00:00Z`) or a duration ago (`2h`).
+        #[arg(long, value_name = "TIME")]
+        since: String,
+    },
+    /// Webhook endpoint administration.
+    Endpoint {
+        #[command(subcommand)]
+        action: EndpointAction,
+    },
     /// Show open issues (all with --all).
     Issues {
         /// Include resolved issues.
@@ -83,6 +119,31 @@ enum Command {
         /// JSON array instead of text.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokensCommand {
+    /// Create a token for the admin API and page; it is printed once and only its SHA-256
+    /// is kept. Without --tenant it is an operator token (every tenant).
+    Create {
+        /// What the token is for (shown by `tokens list`).
+        #[arg(long)]
+        name: String,
+        /// Limit the token to one tenant: it sees and acts on that tenant only.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// List tokens (never the tokens themselves).
+    List {
+        /// JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by its id; it stops working at once.
+    Revoke {
+        /// The id `tokens create` and `tokens list` show.
+        id: String,
     },
 }
 
@@ -106,6 +167,15 @@ enum CompaniesCommand {
         /// JSON array instead of a table.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EndpointAction {
+    /// Enable a disabled endpoint, clear its failure streak and send its held events.
+    Enable {
+        /// `tenant/endpoint`
+        target: String,
     },
 }
 
@@ -160,6 +230,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             status(&config, &catalog, tenant.as_deref(), json).await
         }
         Command::Issues { all, tenant, json } => issues(&config, all, tenant, json).await,
+        Command::Tokens(cmd) => tokens(&config, &catalog, cmd).await,
         Command::Companies(CompaniesCommand::Import { file, tenant }) => {
             import_companies(&config, &catalog, &file, tenant.as_deref()).await
         }
@@ -167,6 +238,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Companies(CompaniesCommand::List { tenant, json }) => {
             list_companies(&config, &catalog, tenant.as_deref(), json).await
         }
+        Command::Deliveries {
+            endpoint,
+            failed,
+            json,
+            limit,
+        } => webhooks::ops::deliveries(&config, endpoint.as_deref(), failed, json, limit).await,
+        Command::Redeliver { delivery_id } => webhooks::ops::redeliver(&config, &delivery_id).await,
+        Command::Replay { target, since } => {
+            webhooks::ops::replay(&config, &catalog, &target, &since).await
+        }
+        Command::Endpoint {
+            action: EndpointAction::Enable { target },
+        } => webhooks::ops::enable(&config, &catalog, &target).await,
     }
 }
 
@@ -197,13 +281,39 @@ async fn run(config: Config, catalog: Catalog) -> anyhow::Result<ExitCode> {
         integrations = ctx.catalog.integrations().count(),
         "syncd started"
     );
+    if config.admin.enabled {
+        let limiter = match config.queue.backend {
+            crate::config::QueueBackend::Redis => {
+                crate::admin::ratelimit::ApiLimiter::redis(
+                    &config.queue.redis_url,
+                    &config.queue.namespace,
+                    config.admin.rate_limit,
+                    config.admin.rate_window,
+                )
+                .await?
+            }
+            crate::config::QueueBackend::Sqlite => crate::admin::ratelimit::ApiLimiter::local(
+                config.admin.rate_limit,
+                config.admin.rate_window,
+            ),
+        };
+        let state = crate::admin::AdminState {
+            ctx: ctx.clone(),
+            tokens: Arc::new(crate::admin::tokens::TokenCheck::from_config(&config)?),
+            limiter,
+        };
+        crate::admin::serve(state, shutdown.clone()).await?;
+    }
     let scheduler = tokio::spawn(scheduler::run(ctx.clone(), shutdown.clone()));
+    let dispatcher = tokio::spawn(webhooks::dispatcher::run(ctx.clone(), shutdown.clone()));
     let workers = queue.run_workers(ctx.clone(), shutdown.clone()).await;
     shutdown.cancel();
     let scheduled = scheduler.await;
+    let dispatched = dispatcher.await;
     store.close().await;
     workers?;
     scheduled.context("the scheduler panicked")??;
+    dispatched.context("the webhook dispatcher panicked")??;
     info!("syncd stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -270,6 +380,19 @@ fn check_config(config: &Config, catalog: &Catalog) -> anyhow::Result<ExitCode> 
             i.schedule
         );
     }
+    for t in &catalog.tenants {
+        for w in &t.webhooks {
+            println!(
+                "  {}/{}: webhook, {}{}",
+                t.name,
+                w.name,
+                w.events.join(", "),
+                w.max_in_flight
+                    .map(|n| format!(", at most {n} in flight"))
+                    .unwrap_or_default()
+            );
+        }
+    }
     for warning in catalog.missing_secrets() {
         println!("warning: {warning} (the integration will fail until it is)");
     }
@@ -307,53 +430,22 @@ async fn refetch(
     accept_shrink: bool,
 ) -> anyhow::Result<ExitCode> {
     let (tenant, name) = split_target(target)?;
-    let integration = catalog
+    catalog
         .integration(tenant, name)
         .map_err(|e| anyhow::anyhow!("{target}: {e} in {}", config.catalog_dir().display()))?;
     let store = open_store(config).await?;
-    store
-        .ensure_state(tenant, name, integration.kind.as_str())
-        .await?;
-    // A request older than an hour that never started was lost (e.g. a wiped Redis).
-    if let Err(pending) = store
-        .request_refetch(tenant, name, chrono::Duration::hours(1))
-        .await?
-    {
-        println!(
+    let queue = Queue::connect(Arc::new(config.clone()), &store).await?;
+    match crate::ops::refetch(&store, &queue, catalog, tenant, name, force, accept_shrink).await? {
+        crate::ops::Refetch::AlreadyQueued { requested_at } => println!(
             "a re-fetch of {target} is already queued (requested {}); not queuing another",
-            pending.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        );
-        return Ok(ExitCode::SUCCESS);
+            requested_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        crate::ops::Refetch::Queued { job_id } => println!(
+            "queued a {}re-fetch of {target} (job {job_id})",
+            if force { "forced " } else { "" },
+        ),
     }
-    let config = Arc::new(config.clone());
-    let queued = async {
-        let queue = Queue::connect(config.clone(), &store).await?;
-        let mut job = Job::new(
-            scheduler::job_kind(integration.kind),
-            tenant,
-            name,
-            Trigger::Refetch,
-        );
-        job.force = force;
-        job.accept_shrink = accept_shrink;
-        queue.push(&job, None, None).await?;
-        anyhow::Ok(job)
-    }
-    .await;
-    match queued {
-        Ok(job) => {
-            println!(
-                "queued a {}re-fetch of {target} (job {})",
-                if force { "forced " } else { "" },
-                job.id
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => {
-            store.clear_refetch(tenant, name).await?;
-            Err(e)
-        }
-    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn test_connection(
@@ -375,14 +467,7 @@ async fn test_connection(
     )
     .await?;
     if json {
-        let out = serde_json::json!({
-            "tenant": tenant,
-            "integration": name,
-            "ok": probe.verdict == crate::feeds::probe::Verdict::Ok,
-            "verdict": probe.verdict,
-            "detail": probe.detail,
-        });
-        println!("{out}");
+        println!("{}", crate::ops::probe_json(tenant, name, &probe));
     } else {
         println!("{target}: {}: {}", probe.verdict.as_str(), probe.detail);
     }
@@ -405,23 +490,7 @@ async fn status(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let store = open_store(config).await?;
-    let mut states = store.list_states(tenant).await?;
-    // Integrations that have not run yet still belong in the list.
-    for i in catalog
-        .integrations()
-        .filter(|i| tenant.is_none_or(|t| t == i.tenant))
-    {
-        if !states
-            .iter()
-            .any(|s| s.tenant == i.tenant && s.integration == i.name)
-        {
-            states.push(SyncState::never_run(i.tenant, i.name, i.kind.as_str()));
-        }
-    }
-    states.sort_by(|a, b| (&a.tenant, &a.integration).cmp(&(&b.tenant, &b.integration)));
-    for s in states.iter_mut().filter(|s| s.kind == "crm") {
-        s.companies = Some(store.company_counts(&s.tenant).await?);
-    }
+    let states = crate::ops::status(&store, catalog, tenant).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&states)?);
         return Ok(ExitCode::SUCCESS);
@@ -462,6 +531,65 @@ async fn status(
         }
         if let Some(err) = &s.last_error {
             println!("    last error: {err}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn tokens(
+    config: &Config,
+    catalog: &Catalog,
+    cmd: TokensCommand,
+) -> anyhow::Result<ExitCode> {
+    let store = open_store(config).await?;
+    match cmd {
+        TokensCommand::Create { name, tenant } => {
+            if let Some(t) = &tenant
+                && !catalog.tenants.iter().any(|x| &x.name == t)
+            {
+                bail!("unknown tenant `{t}` in {}", config.catalog_dir().display());
+            }
+            let (id, token) =
+                crate::admin::tokens::create(&store, &name, tenant.as_deref()).await?;
+            let scope = tenant
+                .map(|t| format!("tenant {t}"))
+                .unwrap_or_else(|| "operator (all tenants)".into());
+            eprintln!("created token {id} for {scope}; it is shown only now:");
+            println!("{token}");
+        }
+        TokensCommand::List { json } => {
+            let list = store.list_admin_tokens().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!("no tokens");
+            } else {
+                println!(
+                    "{:<10} {:<24} {:<16} {:<21} {:<21} STATE",
+                    "ID", "NAME", "SCOPE", "CREATED", "LAST USED"
+                );
+                for t in &list {
+                    println!(
+                        "{:<10} {:<24} {:<16} {:<21} {:<21} {}",
+                        t.id,
+                        t.name,
+                        t.tenant.as_deref().unwrap_or("operator"),
+                        time(Some(t.created_at)),
+                        time(t.last_used_at),
+                        if t.revoked_at.is_some() {
+                            "revoked"
+                        } else {
+                            "active"
+                        }
+                    );
+                }
+            }
+        }
+        TokensCommand::Revoke { id } => {
+            if !store.revoke_admin_token(&id).await? {
+                bail!("no active token with id `{id}` (see `syncd tokens list`)");
+            }
+            println!("revoked token {id}");
         }
     }
     Ok(ExitCode::SUCCESS)

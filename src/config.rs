@@ -36,6 +36,10 @@ pub struct Config {
     pub crm: CrmConfig,
     /// The encrypted credential store: where the master key comes from.
     pub credentials: CredentialsConfig,
+    /// The admin HTTP server (API, page, health, metrics).
+    pub admin: AdminConfig,
+    /// Webhook delivery: timeout, retry schedule, endpoint health, SSRF allowlist.
+    pub webhooks: crate::webhooks::WebhooksConfig,
     /// How long in-flight jobs may run after SIGTERM/SIGINT before the daemon exits anyway.
     /// Jobs cut off by the grace period stay queued and run again after the orphan timeout.
     #[serde(with = "duration")]
@@ -63,6 +67,8 @@ impl Default for Config {
             feeds: FeedsConfig::default(),
             crm: CrmConfig::default(),
             credentials: CredentialsConfig::default(),
+            admin: AdminConfig::default(),
+            webhooks: crate::webhooks::WebhooksConfig::default(),
             shutdown_grace: Duration::from_secs(30),
             base_dir: PathBuf::from("."),
             source: None,
@@ -374,6 +380,46 @@ impl Default for CredentialsConfig {
     }
 }
 
+/// `[admin]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Whether `syncd run` serves the admin API and page.
+    pub enabled: bool,
+    /// Address and port to listen on (`127.0.0.1:0` picks a free port and logs it).
+    pub bind: String,
+    /// A file holding the operator token (all tenants). Default: `admin.token` in
+    /// `$CREDENTIALS_DIRECTORY` when systemd provides one.
+    pub token_file: Option<PathBuf>,
+    /// An environment variable holding the operator token.
+    pub token_env: Option<String>,
+    /// Requests per tenant (and per operator) in any rolling `rate_window`.
+    pub rate_limit: u32,
+    /// The rolling window of `rate_limit`.
+    #[serde(with = "duration")]
+    pub rate_window: Duration,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// A request taking longer is answered 503.
+    #[serde(with = "duration")]
+    pub request_timeout: Duration,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bind: "127.0.0.1:8090".into(),
+            token_file: None,
+            token_env: None,
+            rate_limit: 500,
+            rate_window: Duration::from_secs(600),
+            max_body_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
 impl Config {
     /// Reads `path` (optional when `explicit` is false and the file is absent), applies
     /// `SYNCD__…` environment overrides and validates the result.
@@ -461,6 +507,15 @@ impl Config {
         if !(0.0..=1.0).contains(&self.feeds.max_shrink) {
             return Err("[feeds] max_shrink must be between 0 and 1".into());
         }
+        if self.admin.bind.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!(
+                "[admin] bind must be an address and port such as 127.0.0.1:8090 (got `{}`)",
+                self.admin.bind
+            ));
+        }
+        if self.admin.rate_limit == 0 || self.admin.rate_window.is_zero() {
+            return Err("[admin] rate_limit and rate_window must be greater than 0".into());
+        }
         let c = &self.crm;
         for (key, v) in [
             ("hubspot_per_10s", c.hubspot_per_10s),
@@ -497,6 +552,7 @@ impl Config {
         if k.expiry_warning.is_zero() {
             return Err("[credentials] expiry_warning must be greater than 0".into());
         }
+        self.webhooks.validate()?;
         if !self.state.url.starts_with("sqlite:") {
             return Err(format!(
                 "[state] url must be a sqlite: URL (got `{}`)",

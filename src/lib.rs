@@ -21,10 +21,12 @@
 //! - [`jobs`]: job payloads and the engine; one file per job kind.
 //! - [`outcome`]: the outcome type, HTTP classification and the backoff maths (pure).
 //! - [`feeds`]: transports and the streaming parser. [`store`]: the state database.
+//! - [`webhooks`]: outbound events: outbox dispatcher, signing, delivery, SSRF guard.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod catalog;
 pub mod cli;
 pub mod config;
@@ -33,11 +35,13 @@ pub mod crm;
 pub mod duration;
 pub mod feeds;
 pub mod jobs;
+pub mod ops;
 pub mod outcome;
 pub mod queue;
 pub mod scheduler;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;
 
 /// A URL as it may be shown: the password (if any) replaced by `***`.
 pub fn redact_url(raw: &str) -> String {

@@ -81,6 +81,10 @@ pub enum IssueKind {
     StaleData,
     /// A stored credential lapses within `[credentials] expiry_warning` (or has lapsed).
     TokenExpiring,
+    /// A webhook endpoint failed `[webhooks] failing_after` attempts in a row.
+    WebhookFailing,
+    /// A webhook endpoint was disabled (410 Gone, or failing for `disable_after`).
+    EndpointDisabled,
 }
 
 impl IssueKind {
@@ -95,6 +99,8 @@ impl IssueKind {
             IssueKind::RetriesExhausted => "retries_exhausted",
             IssueKind::StaleData => "stale_data",
             IssueKind::TokenExpiring => "token_expiring",
+            IssueKind::WebhookFailing => "webhook_failing",
+            IssueKind::EndpointDisabled => "endpoint_disabled",
         }
     }
 }

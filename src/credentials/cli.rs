@@ -33,8 +33,8 @@ pub enum CredentialsCommand {
     Set {
         /// `tenant/name`, as in the catalog's `credential = "tenant/name"`.
         target: String,
-        /// `password`, `token`, `client_secret`, `refresh_token` or `api_key`; default: the
-        /// one field the integrations using the credential need.
+        /// `password`, `token`, `client_secret`, `refresh_token`, `api_key` or `passphrase`;
+        /// default: the one field the integrations using the credential need.
         #[arg(long, value_name = "NAME")]
         field: Option<String>,
         /// When the secret lapses (RFC 3339, e.g. 2027-03-01T00:00:00Z): a `token_expiring`

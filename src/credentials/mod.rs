@@ -42,6 +42,7 @@ pub const FIELDS: &[&str] = &[
     "client_secret",
     "refresh_token",
     "api_key",
+    "passphrase",
 ];
 
 const KEY_CHECK_AD: &[u8] = b"syncd/key-check/v1";

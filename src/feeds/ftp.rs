@@ -158,7 +158,7 @@ async fn open(
     }
     let (user, password): (String, &str) = match &spec.auth {
         Some(Auth::Basic { username, .. }) => (username.clone(), required(secret)?),
-        Some(Auth::Bearer { .. }) => {
+        Some(Auth::Bearer { .. } | Auth::SshKey { .. }) => {
             return Err(Outcome::Misconfigured {
                 message: format!("{what}: FTP needs `auth.kind = \"basic\"`"),
             });
@@ -209,7 +209,7 @@ impl Session {
     }
 }
 
-fn percent_decode(path: &str) -> String {
+pub(crate) fn percent_decode(path: &str) -> String {
     url::form_urlencoded::parse(format!("p={}", path.replace('+', "%2B")).as_bytes())
         .next()
         .map(|(_, v)| v.into_owned())

@@ -74,6 +74,7 @@ pub async fn fetch(
             req = req.basic_auth(username, Some(required(opts.secret)?))
         }
         Some(Auth::Bearer { .. }) => req = req.bearer_auth(required(opts.secret)?),
+        Some(Auth::SshKey { .. }) => return Err(super::ssh_key_outside_sftp()),
         None => {}
     }
     if !opts.force {

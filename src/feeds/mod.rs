@@ -10,6 +10,7 @@ pub mod ftp;
 pub mod http;
 pub mod parse;
 pub mod probe;
+pub mod sftp;
 
 use crate::catalog::FeedSpec;
 use crate::outcome::Outcome;
@@ -63,6 +64,7 @@ pub async fn fetch(
         "http" | "https" => http::fetch(http, &url, spec.auth.as_ref(), opts).await,
         "file" => file::fetch(&url, opts).await,
         "ftp" | "ftps" => ftp::fetch(spec, &url, opts, timeouts).await,
+        "sftp" => sftp::fetch(spec, &url, opts, timeouts).await,
         other => Err(Outcome::Misconfigured {
             message: format!("unsupported URL scheme `{other}` in {}", spec.url),
         }),
@@ -70,15 +72,16 @@ pub async fn fetch(
 }
 
 /// The feed's secret, read now through the resolver (environment variable or stored
-/// credential), so a rotated secret is picked up without a restart; `None` without `auth`.
+/// credential), so a rotated secret is picked up without a restart; `None` without `auth`
+/// or for an `ssh_key` whose key file has no passphrase.
 pub async fn secret(
     secrets: &crate::credentials::Secrets,
     tenant: &str,
     spec: &FeedSpec,
 ) -> Result<Option<SecretString>, Outcome> {
-    match &spec.auth {
-        Some(auth) => secrets
-            .resolve(&format!("{tenant}/{}", spec.name), &auth.secret_ref())
+    match spec.auth.as_ref().and_then(|a| a.secret_ref()) {
+        Some(r) => secrets
+            .resolve(&format!("{tenant}/{}", spec.name), &r)
             .await
             .map(Some),
         None => Ok(None),
@@ -93,6 +96,13 @@ pub(crate) fn required(secret: Option<&SecretString>) -> Result<&str, Outcome> {
         .ok_or_else(|| Outcome::Misconfigured {
             message: "the feed's `auth` secret was not resolved".into(),
         })
+}
+
+/// `auth.kind = "ssh_key"` on a feed that is not SFTP (the catalog check refuses it first).
+pub(crate) fn ssh_key_outside_sftp() -> Outcome {
+    Outcome::Misconfigured {
+        message: "`auth.kind = \"ssh_key\"` is for sftp:// feeds".into(),
+    }
 }
 
 /// Creates the spool file in `work_dir`.

@@ -1,6 +1,6 @@
 //! Connection tests: prove reachability and credentials without downloading the file and
 //! without side effects on the data (HTTP: a HEAD, or a one-byte ranged GET where HEAD is
-//! refused; files: stat).
+//! refused; FTP and SFTP: login, then the file's size and time; files: stat).
 
 use super::http::{classify_reqwest, shown_url};
 use super::required;
@@ -100,6 +100,13 @@ pub async fn test(
             },
             Err(outcome) => Probe::from_outcome(outcome),
         },
+        "sftp" => match super::sftp::probe(spec, &url, timeouts, secret).await {
+            Ok(detail) => Probe {
+                verdict: Verdict::Ok,
+                detail,
+            },
+            Err(outcome) => Probe::from_outcome(outcome),
+        },
         other => Probe {
             verdict: Verdict::Misconfigured,
             detail: format!("unsupported URL scheme `{other}`"),
@@ -118,6 +125,7 @@ async fn test_http(
         Ok(match auth {
             Some(Auth::Basic { username, .. }) => req.basic_auth(username, Some(required(secret)?)),
             Some(Auth::Bearer { .. }) => req.bearer_auth(required(secret)?),
+            Some(Auth::SshKey { .. }) => return Err(super::ssh_key_outside_sftp()),
             None => req,
         })
     };

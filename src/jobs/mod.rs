@@ -9,6 +9,7 @@
 pub mod connection_test;
 pub mod crm_enrich;
 pub mod feed_fetch;
+pub mod webhook_deliver;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
@@ -30,6 +31,7 @@ pub const ALL_KINDS: &[JobKind] = &[
     JobKind::FeedFetch,
     JobKind::CrmEnrich,
     JobKind::ConnectionTest,
+    JobKind::WebhookDeliver,
 ];
 
 /// What a job does.
@@ -42,6 +44,8 @@ pub enum JobKind {
     CrmEnrich,
     /// Prove credentials and reachability without touching the data.
     ConnectionTest,
+    /// One attempt of one webhook delivery.
+    WebhookDeliver,
 }
 
 impl JobKind {
@@ -51,6 +55,7 @@ impl JobKind {
             JobKind::FeedFetch => feed_fetch::JOB_NAME,
             JobKind::CrmEnrich => crm_enrich::JOB_NAME,
             JobKind::ConnectionTest => connection_test::JOB_NAME,
+            JobKind::WebhookDeliver => webhook_deliver::JOB_NAME,
         }
     }
 }
@@ -101,6 +106,9 @@ pub struct Job {
     /// as attempts: waiting for a provider's budget is not a failure).
     #[serde(default)]
     pub waits: u32,
+    /// `webhook_deliver`: the delivery to attempt (`integration` is the endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<String>,
 }
 
 impl Job {
@@ -119,6 +127,7 @@ impl Job {
             accept_shrink: false,
             manual: trigger == Trigger::Refetch,
             waits: 0,
+            delivery: None,
         }
     }
 
@@ -273,6 +282,10 @@ pub async fn execute(ctx: &JobContext, job: Job) -> anyhow::Result<()> {
         attempt = job.attempt,
         trigger = ?job.trigger,
     );
+    // Deliveries keep their own state and schedule (webhook_deliveries), not sync_state.
+    if job.kind == JobKind::WebhookDeliver {
+        return webhook_deliver::run(ctx, &job).instrument(span).await;
+    }
     execute_inner(ctx, job).instrument(span).await
 }
 
@@ -334,6 +347,8 @@ async fn execute_inner(ctx: &JobContext, job: Job) -> anyhow::Result<()> {
     let result = match job.kind {
         JobKind::FeedFetch => feed_fetch::run(ctx, &job).await,
         JobKind::CrmEnrich => crm_enrich::run(ctx, &job).await,
+        // `execute` hands deliveries over before this point.
+        JobKind::WebhookDeliver => return webhook_deliver::run(ctx, &job).await,
         JobKind::ConnectionTest => {
             // No outcome, no issues: a test only ever clears them when it passes.
             connection_test::run(ctx, &job.tenant, &job.integration).await?;

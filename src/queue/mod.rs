@@ -79,9 +79,32 @@ impl Queue {
         Ok(Queue { backend, config })
     }
 
+    /// Whether the queue's backend answers (for readiness checks).
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlx::query("SELECT 1").execute(pool).await?;
+            }
+            Backend::Redis(conn) => {
+                let mut conn = conn.clone();
+                let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// The queue of a job kind: `{namespace}-{kind}`.
     pub fn queue_name(&self, kind: JobKind) -> String {
         format!("{}-{}", self.config.queue.namespace, kind.as_str())
+    }
+
+    /// Jobs of `kind` run at once on this node: deliveries have their own setting, since a
+    /// node sends many more of them than it fetches feeds.
+    fn concurrency(&self, kind: JobKind) -> usize {
+        match kind {
+            JobKind::WebhookDeliver => self.config.webhooks.concurrency,
+            _ => self.config.queue.concurrency,
+        }
     }
 
     fn heartbeat(&self) -> (Duration, usize) {
@@ -96,7 +119,7 @@ impl Queue {
             .queue(self.queue_name(kind))
             .heartbeat_interval(hb)
             .missed_heartbeats(missed)
-            .batch_size(self.config.queue.concurrency);
+            .batch_size(self.concurrency(kind));
         SqliteStorage::new(pool).with_config(cfg)
     }
 
@@ -106,7 +129,7 @@ impl Queue {
             .queue(self.queue_name(kind))
             .heartbeat_interval(hb)
             .missed_heartbeats(missed)
-            .batch_size(self.config.queue.concurrency)
+            .batch_size(self.concurrency(kind))
             .idempotency_ttl(Some(REDIS_IDEMPOTENCY_TTL));
         RedisStorage::new(conn.clone()).with_config(cfg)
     }
@@ -119,16 +142,7 @@ impl Queue {
         run_at: Option<DateTime<Utc>>,
         key: Option<String>,
     ) -> anyhow::Result<()> {
-        let mut task = TaskBuilder::new(job.clone()).max_attempts(INFRA_ATTEMPTS);
-        if let Some(at) = run_at {
-            // Whole seconds, rounded up: never earlier than asked.
-            let millis = at.timestamp_millis().max(0) as u64;
-            task = task.run_at_timestamp(millis.div_ceil(1000));
-        }
-        if let Some(key) = key {
-            task = task.idempotency_key(key);
-        }
-        let task = task.build();
+        let task = build_task(job, run_at, key);
         match &self.backend {
             Backend::Sqlite(pool) => self
                 .sqlite_storage(pool, job.kind)
@@ -148,6 +162,40 @@ impl Queue {
                 job.target()
             )
         })
+    }
+
+    /// Queues several jobs like [`Queue::push`], in one write per job kind (one transaction
+    /// on SQLite), instead of one write each.
+    pub async fn push_many(
+        &self,
+        items: Vec<(Job, Option<DateTime<Utc>>, Option<String>)>,
+    ) -> anyhow::Result<()> {
+        for &kind in ALL_KINDS {
+            let tasks: Vec<_> = items
+                .iter()
+                .filter(|(job, _, _)| job.kind == kind)
+                .map(|(job, at, key)| build_task(job, *at, key.clone()))
+                .collect();
+            if tasks.is_empty() {
+                continue;
+            }
+            let count = tasks.len();
+            let tasks = futures::stream::iter(tasks);
+            match &self.backend {
+                Backend::Sqlite(pool) => self
+                    .sqlite_storage(pool, kind)
+                    .push_all(tasks)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Backend::Redis(conn) => self
+                    .redis_storage(conn, kind)
+                    .push_all(tasks)
+                    .await
+                    .map_err(|e| e.to_string()),
+            }
+            .map_err(|e| anyhow::anyhow!("cannot queue {count} {} tasks: {e}", kind.as_str()))?;
+        }
+        Ok(())
     }
 
     /// Deletes finished tasks older than `keep`, so the queue does not grow forever.
@@ -202,7 +250,7 @@ impl Queue {
             .with_terminator(async move { tokio::time::sleep(grace).await });
         for &kind in ALL_KINDS {
             let name = format!("{boot}-{}", kind.as_str());
-            let concurrency = self.config.queue.concurrency;
+            let concurrency = self.concurrency(kind);
             let poll = self.config.queue.poll_interval;
             let ctx = ctx.clone();
             monitor = match &self.backend {
@@ -254,11 +302,36 @@ impl Queue {
     }
 }
 
+/// An apalis task for `job`: at most [`INFRA_ATTEMPTS`] runs, due at `run_at` (whole
+/// seconds, rounded up: never earlier than asked), deduplicated by `key`.
+fn build_task(
+    job: &Job,
+    run_at: Option<DateTime<Utc>>,
+    key: Option<String>,
+) -> apalis_core::task::Task<Job> {
+    let mut task = TaskBuilder::new(job.clone()).max_attempts(INFRA_ATTEMPTS);
+    if let Some(at) = run_at {
+        let millis = at.timestamp_millis().max(0) as u64;
+        task = task.run_at_timestamp(millis.div_ceil(1000));
+    }
+    if let Some(key) = key {
+        task = task.idempotency_key(key);
+    }
+    task.build()
+}
+
 /// The task handler apalis calls: hands the job to the engine.
+///
+/// The job runs as a task of its own on the runtime's worker threads: apalis polls its
+/// workers' handler futures from the monitor's future (one thread), so running jobs inline
+/// would put every delivery's HTTP and database work of a node on a single core.
 async fn handle(job: Job, ctx: Data<Arc<JobContext>>) -> Result<(), BoxDynError> {
-    jobs::execute(&ctx, job)
-        .await
-        .map_err(|e| format!("{e:#}").into())
+    let ctx: Arc<JobContext> = (*ctx).clone();
+    match tokio::spawn(async move { jobs::execute(&ctx, job).await }).await {
+        Ok(result) => result.map_err(|e| format!("{e:#}").into()),
+        Err(e) if e.is_panic() => Err("the job panicked".into()),
+        Err(e) => Err(format!("the job was cancelled: {e}").into()),
+    }
 }
 
 /// A restarted worker waits a little longer each time, so a backend that is down (Redis

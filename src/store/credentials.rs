@@ -11,7 +11,7 @@ pub struct SealedRow {
     pub tenant: String,
     /// The credential's name (`tenant/integration`).
     pub integration: String,
-    /// `password`, `token`, `client_secret`, `refresh_token`, `api_key`.
+    /// `password`, `token`, `client_secret`, `refresh_token`, `api_key`, `passphrase`.
     pub field: String,
     /// The random nonce of this write.
     pub nonce: Vec<u8>,

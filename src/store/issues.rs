@@ -197,5 +197,15 @@ pub fn hint(kind: IssueKind, tenant: &str, integration: &str) -> String {
             "Quotes may use outdated prices. Check the other issues of {target}, then force a \
              fresh copy with `syncd refetch {target}`."
         ),
+        IssueKind::WebhookFailing => format!(
+            "The tenant's endpoint is not accepting our webhooks; syncd keeps retrying on its \
+             schedule. Tell the tenant (their system may be down or refusing the signature); \
+             `syncd deliveries --endpoint {target} --failed` shows each attempt's answer."
+        ),
+        IssueKind::EndpointDisabled => format!(
+            "No webhooks are sent to {target}; its events are kept. When the tenant's endpoint \
+             works again (or its URL is fixed in the catalog and syncd restarted), run `syncd \
+             endpoint enable {target}` to deliver them."
+        ),
     }
 }

@@ -7,6 +7,7 @@
 //! holds apalis' tables, so a job and the state it changes live in one database.
 //! The SQL is kept portable so that PostgreSQL can follow.
 
+pub mod admin_tokens;
 pub mod companies;
 pub mod credentials;
 pub mod issues;
@@ -14,6 +15,7 @@ pub mod job_runs;
 pub mod oauth;
 pub mod prices;
 pub mod sync_state;
+pub mod webhooks;
 
 use anyhow::Context;
 use sqlx::SqlitePool;

@@ -1,14 +1,23 @@
 //! FTP and FTPS feeds against a real FTP server in the test process (libunftp with a
 //! filesystem back end and password authentication).
+//!
+//! A dropped connection is made by the server itself: a thin storage back end around the
+//! filesystem one can fail the first RETR's reader part-way with a connection reset, and
+//! libunftp then closes the data connection and answers 426, as a server that loses its
+//! data connection mid-transfer does.
 
 use crate::helpers::*;
 use libunftp::ServerBuilder;
+use std::fmt::Debug;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
-use unftp_core::auth::{AuthenticationError, Authenticator, Credentials, Principal};
+use unftp_core::auth::{AuthenticationError, Authenticator, Credentials, Principal, UserDetail};
+use unftp_core::storage::{Fileinfo, StorageBackend};
 use unftp_sbe_fs::Filesystem;
 
 /// Accepts `acme` with the test environment's feed password; counts logins.
@@ -35,21 +44,140 @@ impl Authenticator for Passwords {
     }
 }
 
+/// The filesystem back end, except that while `cut_first_retr` is set the first file read
+/// delivers that many bytes and then fails with a connection reset.
+#[derive(Debug)]
+struct Flaky {
+    fs: Filesystem,
+    cut_first_retr: Option<u64>,
+    retrs: Arc<AtomicUsize>,
+}
+
+/// A reader whose connection is gone.
+struct Reset;
+
+impl tokio::io::AsyncRead for Reset {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        _: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Err(std::io::ErrorKind::ConnectionReset.into()))
+    }
+}
+
+type SbeResult<T> = unftp_core::storage::Result<T>;
+
+#[async_trait::async_trait]
+impl<User: UserDetail> StorageBackend<User> for Flaky {
+    type Metadata = <Filesystem as StorageBackend<User>>::Metadata;
+
+    fn enter(&mut self, user: &User) -> std::io::Result<()> {
+        StorageBackend::<User>::enter(&mut self.fs, user)
+    }
+
+    fn supported_features(&self) -> u32 {
+        StorageBackend::<User>::supported_features(&self.fs)
+    }
+
+    async fn metadata<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &User,
+        path: P,
+    ) -> SbeResult<Self::Metadata> {
+        self.fs.metadata(user, path).await
+    }
+
+    async fn list<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &User,
+        path: P,
+    ) -> SbeResult<Vec<Fileinfo<PathBuf, Self::Metadata>>> {
+        self.fs.list(user, path).await
+    }
+
+    async fn get<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &User,
+        path: P,
+        start_pos: u64,
+    ) -> SbeResult<Box<dyn tokio::io::AsyncRead + Send + Sync + Unpin>> {
+        use tokio::io::AsyncReadExt;
+        let reader = self.fs.get(user, path, start_pos).await?;
+        let first = self.retrs.fetch_add(1, Ordering::SeqCst) == 0;
+        Ok(match self.cut_first_retr {
+            Some(cut) if first => Box::new(reader.take(cut).chain(Reset)),
+            _ => reader,
+        })
+    }
+
+    async fn put<
+        P: AsRef<Path> + Send + Debug,
+        R: tokio::io::AsyncRead + Send + Sync + Unpin + 'static,
+    >(
+        &self,
+        user: &User,
+        input: R,
+        path: P,
+        start_pos: u64,
+    ) -> SbeResult<u64> {
+        self.fs.put(user, input, path, start_pos).await
+    }
+
+    async fn del<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> SbeResult<()> {
+        self.fs.del(user, path).await
+    }
+
+    async fn mkd<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> SbeResult<()> {
+        self.fs.mkd(user, path).await
+    }
+
+    async fn rename<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &User,
+        from: P,
+        to: P,
+    ) -> SbeResult<()> {
+        self.fs.rename(user, from, to).await
+    }
+
+    async fn rmd<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> SbeResult<()> {
+        self.fs.rmd(user, path).await
+    }
+
+    async fn cwd<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> SbeResult<()> {
+        self.fs.cwd(user, path).await
+    }
+}
+
 pub struct FtpServer {
     pub port: u16,
     pub root: tempfile::TempDir,
     pub logins: Arc<AtomicUsize>,
+    /// File reads (RETR) started.
+    pub retrs: Arc<AtomicUsize>,
     /// PEM of the server certificate (FTPS only), to trust as the feed's `ca_file`.
     pub ca_pem: Option<String>,
 }
 
 impl FtpServer {
     pub async fn start(tls: bool) -> FtpServer {
+        Self::start_with(tls, None).await
+    }
+
+    /// A server whose first RETR breaks off after `cut_first_retr` bytes, if given.
+    pub async fn start_with(tls: bool, cut_first_retr: Option<u64>) -> FtpServer {
         let root = tempfile::tempdir().unwrap();
         let logins = Arc::new(AtomicUsize::new(0));
+        let retrs = Arc::new(AtomicUsize::new(0));
         let home: PathBuf = root.path().to_path_buf();
+        let counter = retrs.clone();
         let mut builder = ServerBuilder::with_authenticator(
-            Box::new(move || Filesystem::new(home.clone()).unwrap()),
+            Box::new(move || Flaky {
+                fs: Filesystem::new(home.clone()).unwrap(),
+                cut_first_retr,
+                retrs: counter.clone(),
+            }),
             Arc::new(Passwords {
                 logins: logins.clone(),
             }),
@@ -84,6 +212,7 @@ impl FtpServer {
             port,
             root,
             logins,
+            retrs,
             ca_pem,
         }
     }
@@ -260,4 +389,50 @@ async fn explicit_ftps_with_a_self_signed_certificate_trusted_by_ca_file() {
         line.contains("certificate") && line.contains("ca_file"),
         "{line}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ftp_transfer_cut_off_mid_file_is_retried_and_then_succeeds_without_an_issue() {
+    // Big enough that the first RETR really stops part-way through the file.
+    let rows: String = (0..20_000)
+        .map(|i| format!("\"IM-{i}\";\"{:010},{:02}\";\"{}\"\n", i, i % 100, i % 7))
+        .collect();
+    let zip = zipped("PRICE.TXT", rows.as_bytes());
+    let server = FtpServer::start_with(false, Some(zip.len() as u64 / 2)).await;
+    server.put("PRICE.ZIP", &zip);
+    let env = TestEnv::sqlite();
+    ftp_catalog(
+        &env,
+        &format!("ftp://127.0.0.1:{}/PRICE.ZIP", server.port),
+        "",
+    );
+    let daemon = env.spawn();
+    let status =
+        wait_for_outcome(&env, "prices", Duration::from_secs(30), |o| o == "success").await;
+    assert_eq!(status["items"], 20_000);
+    assert_eq!(
+        server.retrs.load(Ordering::SeqCst),
+        2,
+        "one cut-off, one complete"
+    );
+    assert_eq!(server.logins.load(Ordering::SeqCst), 2);
+    let prices = env.store().await.prices("acme", "prices").await.unwrap();
+    assert_eq!(prices.len(), 20_000);
+    let last = prices.iter().find(|p| p.sku == "IM-19999").unwrap();
+    assert_eq!(
+        (last.price.as_str(), last.stock),
+        ("19999.99", Some(19_999 % 7))
+    );
+
+    // The first attempt was a transient failure with a durable retry, not an issue.
+    let log = daemon.log();
+    let retries: Vec<&str> = log.lines().filter(|l| l.contains("will retry")).collect();
+    assert_eq!(retries.len(), 1, "{log}");
+    assert!(
+        retries[0].contains("PRICE.ZIP")
+            && (retries[0].contains("426") || retries[0].contains("broke off")),
+        "the cut-off is named: {}",
+        retries[0]
+    );
+    assert!(env.issues(false).is_empty(), "no issue stays open");
 }

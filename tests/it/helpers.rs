@@ -82,6 +82,8 @@ max_attempts = 8
 spread = "0s"
 [credentials]
 key_file = "master.key"
+[admin]
+bind = "127.0.0.1:0"
 [log]
 filter = "info,syncd=debug"
 "#,
@@ -134,7 +136,7 @@ stock = "stock"
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_syncd"));
+        let mut cmd = Command::new(syncd_bin());
         cmd.arg("--config")
             .arg(self.config_path())
             .args(args)
@@ -374,6 +376,13 @@ pub async fn wait_for_issue(env: &TestEnv, name: &str, kind: &str, timeout: Dura
         async move { found }
     })
     .await
+}
+
+/// The binary under test: the one cargo built with this test binary, unless
+/// `SYNCD_TEST_BIN` names another (several checkouts sharing one target directory overwrite
+/// each other's `target/debug/syncd`).
+pub fn syncd_bin() -> String {
+    std::env::var("SYNCD_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_syncd").to_string())
 }
 
 /// A free loopback TCP port (for servers that must come back on the same port).

@@ -1,6 +1,8 @@
 //! Integration tests: the real `syncd` binary against real SQLite, a real Redis and fake
 //! third parties on loopback. One binary, so the build links once.
 
+mod admin;
+mod cdp;
 mod config_errors;
 mod connection_tests;
 mod credentials;
@@ -18,3 +20,5 @@ mod lifecycle;
 mod maintenance;
 mod redis_nodes;
 mod retries;
+mod sftp;
+mod webhooks;

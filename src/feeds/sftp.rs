@@ -1,0 +1,578 @@
+//! SFTP downloads with russh (SSH, aws-lc-rs crypto, no OpenSSL) and russh-sftp.
+//!
+//! Behaves like the FTP transport: timeouts on the connection and on every request and read,
+//! an unchanged file skipped by size and modification time, a file still being written caught
+//! by stat before and after the transfer, and the download streamed into the spool under the
+//! same size cap.
+//!
+//! The server's host key is always checked against the feed's `host_key` pin (a
+//! `known_hosts`-style `ssh-ed25519 AAAA…` line or a `SHA256:…` fingerprint). A feed without a
+//! pin is refused before any credentials are sent, and the message carries the key the
+//! server offered, so the operator can confirm it with the distributor and pin it. Trusting
+//! the first key seen would hand the password to whoever answers first, unnoticed.
+
+use super::ftp::Timeouts;
+use super::{FetchOptions, Fetched, Spool, required};
+use crate::catalog::{Auth, FeedSpec};
+use crate::outcome::Outcome;
+use crate::store::sync_state::Validators;
+use chrono::{DateTime, Utc};
+use russh::client::{AuthResult, Handle};
+use russh::keys::ssh_key::public::KeyData;
+use russh::keys::ssh_key::{Fingerprint, PublicKey};
+use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh_sftp::client::SftpSession;
+use russh_sftp::client::error::Error as SftpError;
+use russh_sftp::protocol::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+
+/// A pinned host key: the whole public key, or its fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostKeyPin {
+    /// `ssh-ed25519 AAAA…` (a `known_hosts` line, host names in front allowed).
+    Key(KeyData),
+    /// `SHA256:…` as `ssh-keygen -l` prints it.
+    Fingerprint(Fingerprint),
+}
+
+impl HostKeyPin {
+    /// Reads the catalog's `host_key`.
+    pub fn parse(text: &str) -> Result<HostKeyPin, String> {
+        let text = text.trim();
+        if text.starts_with("SHA256:") || text.starts_with("SHA512:") {
+            return text
+                .parse::<Fingerprint>()
+                .map(HostKeyPin::Fingerprint)
+                .map_err(|e| format!("`{text}` is not a valid SSH key fingerprint ({e})"));
+        }
+        let words: Vec<&str> = text.split_whitespace().collect();
+        for pair in words.windows(2) {
+            if pair[0].parse::<russh::keys::Algorithm>().is_ok() {
+                return russh::keys::parse_public_key_base64(pair[1])
+                    .map(|k| HostKeyPin::Key(k.key_data().clone()))
+                    .map_err(|e| format!("the key after `{}` cannot be read ({e})", pair[0]));
+            }
+        }
+        Err(
+            "expected a public key as in known_hosts (`ssh-ed25519 AAAA…`) or a fingerprint (`SHA256:…`)"
+                .into(),
+        )
+    }
+
+    fn matches(&self, key: &KeyData) -> bool {
+        match self {
+            HostKeyPin::Key(pinned) => pinned == key,
+            HostKeyPin::Fingerprint(fp) => key.fingerprint(fp.algorithm()) == *fp,
+        }
+    }
+
+    fn shown(&self) -> String {
+        match self {
+            HostKeyPin::Key(k) => k.fingerprint(HashAlg::Sha256).to_string(),
+            HostKeyPin::Fingerprint(fp) => fp.to_string(),
+        }
+    }
+}
+
+fn openssh_line(key: &KeyData) -> String {
+    PublicKey::new(key.clone(), "")
+        .to_openssh()
+        .unwrap_or_else(|_| key.algorithm().to_string())
+}
+
+/// Why the SSH layer gave up: its own error, or our host-key check.
+#[derive(Debug)]
+enum SshError {
+    Ssh(russh::Error),
+    HostKey(Outcome),
+}
+
+impl From<russh::Error> for SshError {
+    fn from(e: russh::Error) -> Self {
+        SshError::Ssh(e)
+    }
+}
+
+/// Checks the server's key during the handshake, before any credentials are sent.
+struct Client {
+    pin: Option<HostKeyPin>,
+    what: String,
+}
+
+impl Client {
+    fn check(&self, key: &KeyData) -> Result<(), Outcome> {
+        let fingerprint = key.fingerprint(HashAlg::Sha256);
+        match &self.pin {
+            Some(pin) if pin.matches(key) => Ok(()),
+            // A mismatch is a configuration problem, not refused credentials: nothing was
+            // sent yet, retrying cannot help, and only an operator can tell a rotated key from
+            // an interception — after confirming the new key with the distributor, they change
+            // `host_key`. `Rejected` would raise a misleading `credentials_rejected`.
+            Some(pin) => Err(Outcome::Misconfigured {
+                message: format!(
+                    "{}: the server's host key {fingerprint} does not match the pinned `host_key` {}; \
+                     the server's key changed or something is in between: confirm the new key \
+                     with the distributor before changing `host_key` (the server offers `{}`)",
+                    self.what,
+                    pin.shown(),
+                    openssh_line(key)
+                ),
+            }),
+            None => Err(Outcome::Misconfigured {
+                message: format!(
+                    "{}: the server's host key is not pinned; confirm its fingerprint {fingerprint} \
+                     with the distributor, then add `host_key = \"{}\"` to the feed",
+                    self.what,
+                    openssh_line(key)
+                ),
+            }),
+        }
+    }
+}
+
+impl russh::client::Handler for Client {
+    type Error = SshError;
+
+    async fn check_server_key(
+        &mut self,
+        server_public_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let key = match server_public_key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key.key_data().clone(),
+            PublicKeyOrCertificate::Certificate(cert) => cert.public_key().clone(),
+        };
+        self.check(&key).map(|()| true).map_err(SshError::HostKey)
+    }
+}
+
+/// What identifies the remote file: size and modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stat {
+    size: u64,
+    mtime: Option<DateTime<Utc>>,
+}
+
+/// A logged-in SSH connection with its SFTP session.
+struct Session {
+    ssh: Handle<Client>,
+    sftp: SftpSession,
+    path: String,
+    what: String,
+    user: String,
+    timeouts: Timeouts,
+}
+
+fn no_answer(what: &str, limit: Duration) -> Outcome {
+    Outcome::transient(format!(
+        "{what}: no answer within {}",
+        crate::duration::format(limit)
+    ))
+}
+
+/// Maps an SFTP failure on the feed's file to an outcome.
+fn classify_sftp(what: &str, e: SftpError) -> Outcome {
+    match e {
+        SftpError::Status(status) => {
+            let text = format!("{:?}: {}", status.status_code, status.error_message.trim());
+            match status.status_code {
+                StatusCode::NoSuchFile | StatusCode::PermissionDenied => Outcome::Misconfigured {
+                    message: format!(
+                        "{what}: the server answered {text} (the file is missing or not readable)"
+                    ),
+                },
+                StatusCode::OpUnsupported | StatusCode::BadMessage => Outcome::Misconfigured {
+                    message: format!("{what}: the server answered {text}"),
+                },
+                _ => Outcome::transient(format!("{what}: the server answered {text}")),
+            }
+        }
+        SftpError::Timeout => Outcome::transient(format!("{what}: no answer from the server")),
+        other => Outcome::transient(format!("{what}: the connection failed ({other})")),
+    }
+}
+
+fn classify_ssh(what: &str, e: SshError) -> Outcome {
+    match e {
+        SshError::HostKey(outcome) => outcome,
+        SshError::Ssh(e) => Outcome::transient(format!("{what}: the SSH connection failed ({e})")),
+    }
+}
+
+async fn step<T, E>(
+    what: &str,
+    limit: Duration,
+    fut: impl Future<Output = Result<T, E>>,
+    classify: impl FnOnce(&str, E) -> Outcome,
+) -> Result<T, Outcome> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r.map_err(|e| classify(what, e)),
+        Err(_) => Err(no_answer(what, limit)),
+    }
+}
+
+/// The URL's path as the server sees it: `sftp://host/~/file` is relative to the login
+/// directory (as curl reads it), anything else is absolute.
+fn remote_path(url: &url::Url) -> String {
+    let path = super::ftp::percent_decode(url.path());
+    match path.strip_prefix("/~/") {
+        Some(rest) => rest.to_string(),
+        None => path,
+    }
+}
+
+fn ssh_config(timeouts: Timeouts) -> russh::client::Config {
+    russh::client::Config {
+        // A connection silent for longer than the read timeout is dead; the per-step timeouts
+        // below catch it first, this ends the background task too.
+        inactivity_timeout: Some(timeouts.read * 2),
+        nodelay: true,
+        ..Default::default()
+    }
+}
+
+async fn login(
+    spec: &FeedSpec,
+    ssh: &mut Handle<Client>,
+    what: &str,
+    timeouts: Timeouts,
+    secret: Option<&SecretString>,
+) -> Result<String, Outcome> {
+    let (user, result, method) = match &spec.auth {
+        Some(Auth::Basic { username, .. }) => {
+            let password = required(secret)?;
+            let what = format!("{what} (login as {username})");
+            let r = step(
+                &what,
+                timeouts.read,
+                ssh.authenticate_password(username.as_str(), password),
+                |w, e| classify_ssh(w, SshError::Ssh(e)),
+            )
+            .await?;
+            (username.clone(), r, "password")
+        }
+        Some(Auth::SshKey {
+            username, key_file, ..
+        }) => {
+            // The passphrase, if the catalog names one (`passphrase_env` or `credential`).
+            let passphrase = secret.map(|s| s.expose_secret());
+            let key =
+                russh::keys::load_secret_key(key_file, passphrase).map_err(|e| {
+                    Outcome::Misconfigured {
+                        message: format!(
+                            "{what}: cannot use the private key {} ({e}){}",
+                            key_file.display(),
+                            if passphrase.is_none() {
+                                "; if it is encrypted, name its passphrase in `passphrase_env` or `credential`"
+                            } else {
+                                ""
+                            }
+                        ),
+                    }
+                })?;
+            let hash = if key.algorithm().is_rsa() {
+                ssh.best_supported_rsa_hash().await.ok().flatten().flatten()
+            } else {
+                None
+            };
+            let what = format!(
+                "{what} (login as {username} with key {})",
+                key_file.display()
+            );
+            let r = step(
+                &what,
+                timeouts.read,
+                ssh.authenticate_publickey(
+                    username.as_str(),
+                    PrivateKeyWithHashAlg::new(Arc::new(key), hash),
+                ),
+                |w, e| classify_ssh(w, SshError::Ssh(e)),
+            )
+            .await?;
+            (username.clone(), r, "key")
+        }
+        Some(Auth::Bearer { .. }) => {
+            return Err(Outcome::Misconfigured {
+                message: format!(
+                    "{what}: SFTP needs `auth.kind = \"basic\"` (password) or `\"ssh_key\"`"
+                ),
+            });
+        }
+        None => {
+            return Err(Outcome::Misconfigured {
+                message: format!(
+                    "{what}: SFTP needs `auth` (`kind = \"basic\"` or `kind = \"ssh_key\"`)"
+                ),
+            });
+        }
+    };
+    match result {
+        AuthResult::Success => Ok(user),
+        AuthResult::Failure {
+            remaining_methods, ..
+        } => {
+            let accepted: Vec<&str> = remaining_methods.iter().map(<&str>::from).collect();
+            Err(Outcome::Rejected {
+                message: format!(
+                    "{what} (login as {user}): the server refused the {method} (it accepts: {})",
+                    if accepted.is_empty() {
+                        "nothing more".to_string()
+                    } else {
+                        accepted.join(", ")
+                    }
+                ),
+            })
+        }
+    }
+}
+
+async fn open(
+    spec: &FeedSpec,
+    url: &url::Url,
+    timeouts: Timeouts,
+    secret: Option<&SecretString>,
+) -> Result<Session, Outcome> {
+    let host = url.host_str().unwrap_or_default().to_string();
+    let port = url.port().unwrap_or(22);
+    let path = remote_path(url);
+    let what = format!("sftp://{host}:{port}{}", url.path());
+    let pin = match &spec.host_key {
+        Some(text) => Some(HostKeyPin::parse(text).map_err(|e| Outcome::Misconfigured {
+            message: format!("{what}: `host_key`: {e}"),
+        })?),
+        None => None,
+    };
+    let tcp = match tokio::time::timeout(
+        timeouts.connect,
+        tokio::net::TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => {
+            return Err(Outcome::transient(format!(
+                "{what}: the connection failed ({e})"
+            )));
+        }
+        Err(_) => return Err(no_answer(&what, timeouts.connect)),
+    };
+    let client = Client {
+        pin,
+        what: what.clone(),
+    };
+    let mut ssh = step(
+        &what,
+        timeouts.connect + timeouts.read,
+        russh::client::connect_stream(Arc::new(ssh_config(timeouts)), tcp, client),
+        classify_ssh,
+    )
+    .await?;
+    let user = login(spec, &mut ssh, &what, timeouts, secret).await?;
+    let channel = step(&what, timeouts.read, ssh.channel_open_session(), |w, e| {
+        classify_ssh(w, SshError::Ssh(e))
+    })
+    .await?;
+    step(
+        &what,
+        timeouts.read,
+        channel.request_subsystem(true, "sftp"),
+        |w, e| classify_ssh(w, SshError::Ssh(e)),
+    )
+    .await?;
+    let sftp = step(
+        &what,
+        timeouts.read,
+        SftpSession::new(channel.into_stream()),
+        |w, e| match e {
+            SftpError::Timeout | SftpError::IO(_) => {
+                Outcome::transient(format!("{w}: the SFTP session did not start ({e})"))
+            }
+            other => Outcome::Misconfigured {
+                message: format!("{w}: the server offers no usable SFTP ({other})"),
+            },
+        },
+    )
+    .await?;
+    sftp.set_timeout(timeouts.read.as_secs().max(1));
+    Ok(Session {
+        ssh,
+        sftp,
+        path,
+        what,
+        user,
+        timeouts,
+    })
+}
+
+impl Session {
+    async fn stat(&self) -> Result<Stat, Outcome> {
+        let meta = step(
+            &self.what,
+            self.timeouts.read,
+            self.sftp.metadata(self.path.as_str()),
+            classify_sftp,
+        )
+        .await?;
+        if meta.is_dir() {
+            return Err(Outcome::Misconfigured {
+                message: format!("{}: is a directory, not a file", self.what),
+            });
+        }
+        let size = meta.size.ok_or_else(|| Outcome::Misconfigured {
+            message: format!("{}: the server does not tell the file's size", self.what),
+        })?;
+        let mtime = meta
+            .mtime
+            .and_then(|t| DateTime::<Utc>::from_timestamp(i64::from(t), 0));
+        Ok(Stat { size, mtime })
+    }
+
+    async fn quit(self) {
+        let limit = self.timeouts.read;
+        let _ = tokio::time::timeout(limit, self.sftp.close()).await;
+        let _ = tokio::time::timeout(
+            limit,
+            self.ssh
+                .disconnect(russh::Disconnect::ByApplication, "", "en"),
+        )
+        .await;
+    }
+}
+
+/// Downloads the file unless its size and modification time say it is unchanged.
+pub async fn fetch(
+    spec: &FeedSpec,
+    url: &url::Url,
+    opts: FetchOptions<'_>,
+    timeouts: Timeouts,
+) -> Result<Fetched, Outcome> {
+    let s = open(spec, url, timeouts, opts.secret).await?;
+    let before = s.stat().await?;
+    if !opts.force
+        && opts.previous.size == Some(before.size as i64)
+        && before.mtime.is_some()
+        && opts.previous.mtime == before.mtime
+    {
+        s.quit().await;
+        return Ok(Fetched::Unchanged);
+    }
+    if before.size > opts.max_bytes {
+        let message = format!(
+            "{}: the file is {} bytes, more than [feeds] max_download_bytes ({})",
+            s.what, before.size, opts.max_bytes
+        );
+        s.quit().await;
+        return Err(Outcome::invalid(message));
+    }
+    let what = s.what.clone();
+    let mut spool = Spool::create(&what, opts)?;
+    let mut file = step(
+        &what,
+        timeouts.read,
+        s.sftp.open(s.path.as_str()),
+        classify_sftp,
+    )
+    .await?;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match tokio::time::timeout(timeouts.read, file.read(&mut buf)).await {
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                return Err(Outcome::transient(format!(
+                    "{what}: the transfer broke off after {} bytes ({e})",
+                    spool.bytes()
+                )));
+            }
+            Err(_) => {
+                return Err(Outcome::transient(format!(
+                    "{what}: the transfer stalled after {} bytes",
+                    spool.bytes()
+                )));
+            }
+        };
+        spool.write(&buf[..n]).await?;
+    }
+    drop(file);
+    let (spooled, bytes) = spool.finish().await?;
+    if bytes != before.size {
+        return Err(Outcome::transient(format!(
+            "{what}: received {bytes} of {} bytes",
+            before.size
+        )));
+    }
+    let after = s.stat().await?;
+    s.quit().await;
+    if after != before {
+        return Err(Outcome::transient(format!(
+            "{what}: the file changed during the download (still being written?); trying again later"
+        )));
+    }
+    Ok(Fetched::File {
+        file: spooled,
+        bytes,
+        validators: Validators {
+            etag: None,
+            last_modified: None,
+            size: Some(bytes as i64),
+            mtime: before.mtime,
+        },
+    })
+}
+
+/// Logs in and stats the file: reachability, host key, credentials and the file, no download.
+pub async fn probe(
+    spec: &FeedSpec,
+    url: &url::Url,
+    timeouts: Timeouts,
+    secret: Option<&SecretString>,
+) -> Result<String, Outcome> {
+    let s = open(spec, url, timeouts, secret).await?;
+    let stat = s.stat().await?;
+    let mut detail = format!(
+        "{}: logged in as {}, the file is {} bytes",
+        s.what, s.user, stat.size
+    );
+    if let Some(t) = stat.mtime {
+        detail.push_str(&format!(
+            ", modified {}",
+            t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ));
+    }
+    s.quit().await;
+    Ok(detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ";
+
+    #[test]
+    fn host_key_pins_read_known_hosts_lines_and_fingerprints() {
+        let key = russh::keys::parse_public_key_base64(KEY).unwrap();
+        let data = key.key_data().clone();
+        let line = HostKeyPin::parse(&format!("ssh-ed25519 {KEY} ops@example")).unwrap();
+        assert!(line.matches(&data));
+        let known_hosts =
+            HostKeyPin::parse(&format!("sftp.example.com,10.0.0.1 ssh-ed25519 {KEY}")).unwrap();
+        assert_eq!(known_hosts, line);
+        let fp = data.fingerprint(HashAlg::Sha256).to_string();
+        assert!(fp.starts_with("SHA256:"));
+        assert!(HostKeyPin::parse(&fp).unwrap().matches(&data));
+        assert!(HostKeyPin::parse("SHA256:nonsense!").is_err());
+        assert!(HostKeyPin::parse("AAAA").is_err());
+        assert!(HostKeyPin::parse("ssh-ed25519 AAAAnotakey").is_err());
+    }
+
+    #[test]
+    fn a_tilde_path_is_relative_to_the_login_directory() {
+        let url = url::Url::parse("sftp://h/~/out/PRICE%20LIST.zip").unwrap();
+        assert_eq!(remote_path(&url), "out/PRICE LIST.zip");
+        let url = url::Url::parse("sftp://h/data/PRICE.zip").unwrap();
+        assert_eq!(remote_path(&url), "/data/PRICE.zip");
+    }
+}

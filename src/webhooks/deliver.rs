@@ -1,0 +1,247 @@
+//! One attempt: sign, POST, read at most 16 KiB of the answer, classify.
+
+use super::settings::WebhooksConfig;
+use super::sign::{Secret, signature_header};
+use super::ssrf::{self, GuardedResolver};
+use crate::config::Config;
+use futures::StreamExt;
+use rand::RngExt;
+use std::time::{Duration, Instant};
+
+/// How much of a response body is kept in the attempt log.
+pub const MAX_LOGGED_BODY: usize = 16 * 1024;
+
+/// The longest `Retry-After` honoured; a receiver cannot park a delivery for longer.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// The webhook HTTP client: no redirects, no proxies (a proxy would connect where the guard
+/// cannot see), names resolved through the SSRF guard, one overall timeout per attempt.
+pub fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
+    let w = &config.webhooks;
+    let allow = w.cidrs().map_err(|e| anyhow::anyhow!(e))?;
+    Ok(reqwest::Client::builder()
+        .connect_timeout(config.http.connect_timeout.min(w.timeout))
+        .timeout(w.timeout)
+        .user_agent(config.http.user_agent.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(GuardedResolver::new(allow))
+        .pool_max_idle_per_host(64)
+        .build()?)
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// 2xx.
+    Delivered,
+    /// 408, 5xx, timeout, connection error: try again on the schedule.
+    Retry {
+        /// The receiver's `Retry-After`, if any.
+        retry_after: Option<Duration>,
+    },
+    /// 429: try again, no earlier than `Retry-After`; not a failure of the endpoint.
+    Throttled {
+        /// The receiver's `Retry-After`, if any.
+        retry_after: Option<Duration>,
+    },
+    /// 3xx and other 4xx: the receiver will not take it; no retry.
+    Rejected,
+    /// 410: the endpoint is gone; disable it.
+    Gone,
+    /// Our configuration prevents sending (SSRF guard, secret): no retry, `misconfigured`.
+    Misconfigured,
+}
+
+/// What one attempt produced.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// The classification.
+    pub verdict: Verdict,
+    /// HTTP status, if a response came.
+    pub status: Option<u16>,
+    /// What went wrong, in words (no secrets).
+    pub error: Option<String>,
+    /// The first 16 KiB of the body.
+    pub body: Option<String>,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+/// Sends `body` to `url` signed with `secrets` as message `id`.
+pub async fn attempt(
+    client: &reqwest::Client,
+    allow: &[ssrf::Cidr],
+    url: &str,
+    id: &str,
+    secrets: &[Secret],
+    body: &str,
+) -> Attempt {
+    let started = Instant::now();
+    let done = |verdict, status, error: Option<String>, body| Attempt {
+        verdict,
+        status,
+        error,
+        body,
+        duration: started.elapsed(),
+    };
+    let parsed = match url::Url::parse(url) {
+        Ok(u) => u,
+        Err(e) => {
+            return done(
+                Verdict::Misconfigured,
+                None,
+                Some(format!("bad URL: {e}")),
+                None,
+            );
+        }
+    };
+    if let Err(refused) = ssrf::check_host(&parsed, allow) {
+        return done(
+            Verdict::Misconfigured,
+            None,
+            Some(refused.to_string()),
+            None,
+        );
+    }
+    let timestamp = chrono::Utc::now().timestamp();
+    let signature = signature_header(secrets, id, timestamp, body.as_bytes());
+    let sent = client
+        .post(parsed)
+        .header("content-type", "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(body.to_string())
+        .send()
+        .await;
+    let response = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(refused) = ssrf::refusal(&e) {
+                return done(
+                    Verdict::Misconfigured,
+                    None,
+                    Some(refused.to_string()),
+                    None,
+                );
+            }
+            let what = if e.is_timeout() {
+                format!(
+                    "timed out after {}",
+                    crate::duration::format(started.elapsed())
+                )
+            } else if e.is_connect() {
+                format!("cannot connect: {}", root_cause(&e))
+            } else {
+                format!("request failed: {}", root_cause(&e))
+            };
+            return done(Verdict::Retry { retry_after: None }, None, Some(what), None);
+        }
+    };
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| crate::outcome::parse_retry_after(v, std::time::SystemTime::now()))
+        .map(|d| d.min(MAX_RETRY_AFTER));
+    let location = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let (text, read_error) = read_prefix(response).await;
+    let verdict = match status {
+        200..=299 => Verdict::Delivered,
+        410 => Verdict::Gone,
+        429 => Verdict::Throttled { retry_after },
+        408 | 500..=599 => Verdict::Retry { retry_after },
+        _ => Verdict::Rejected,
+    };
+    let error = match status {
+        200..=299 => None,
+        300..=399 => Some(format!(
+            "HTTP {status}: redirects are not followed{}",
+            location
+                .map(|l| format!(" (Location: {l})"))
+                .unwrap_or_default()
+        )),
+        410 => Some("HTTP 410 Gone: the endpoint says it no longer exists".into()),
+        _ => Some(format!("HTTP {status}")),
+    };
+    // A 2xx whose body broke off is still a success: the receiver has taken the event.
+    let error = error.or(read_error.filter(|_| verdict != Verdict::Delivered));
+    done(verdict, Some(status), error, Some(text))
+}
+
+async fn read_prefix(response: reqwest::Response) -> (String, Option<String>) {
+    let mut buf = Vec::new();
+    let mut stream = response.bytes_stream();
+    while buf.len() < MAX_LOGGED_BODY {
+        match stream.next().await {
+            Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+            Some(Err(e)) => {
+                return (
+                    lossy(buf),
+                    Some(format!("reading the response failed: {}", root_cause(&e))),
+                );
+            }
+            None => break,
+        }
+    }
+    buf.truncate(MAX_LOGGED_BODY);
+    (lossy(buf), None)
+}
+
+fn lossy(mut buf: Vec<u8>) -> String {
+    // Cut at a character boundary.
+    while std::str::from_utf8(&buf).is_err_and(|e| e.error_len().is_none()) {
+        buf.pop();
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+/// The delay before the attempt after `attempts_made` (≥ 1) attempts, or `None` when the
+/// schedule is used up: the schedule's entry spread by ±jitter, never below `retry_after`.
+pub fn next_delay(
+    w: &WebhooksConfig,
+    attempts_made: usize,
+    retry_after: Option<Duration>,
+) -> Option<Duration> {
+    let base = *w.retry_schedule.get(attempts_made)?;
+    let spread = base.as_secs_f64() * w.jitter;
+    let jittered = if spread > 0.0 {
+        base.as_secs_f64() + rand::rng().random_range(-spread..=spread)
+    } else {
+        base.as_secs_f64()
+    };
+    Some(Duration::from_secs_f64(jittered.max(0.0)).max(retry_after.unwrap_or_default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_is_followed_with_jitter_and_retry_after() {
+        let w = WebhooksConfig::default();
+        assert_eq!(next_delay(&w, 8, None), None, "8 attempts in all");
+        for _ in 0..200 {
+            let d = next_delay(&w, 1, None).unwrap().as_secs_f64();
+            assert!((4.0..=6.0).contains(&d), "5s ± 20%: {d}");
+            let d = next_delay(&w, 2, None).unwrap().as_secs_f64();
+            assert!((240.0..=360.0).contains(&d), "5m ± 20%: {d}");
+        }
+        let d = next_delay(&w, 1, Some(Duration::from_secs(60))).unwrap();
+        assert!(d >= Duration::from_secs(60), "never before Retry-After");
+    }
+}
