@@ -11,12 +11,14 @@ use crate::store::issues::IssueFilter;
 use crate::{scheduler, telemetry, webhooks};
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
+
+mod help;
 
 /// syncd keeps the quoting platform in sync with distributor feeds, CRMs and webhooks.
 #[derive(Debug, Parser)]
@@ -120,6 +122,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -181,7 +188,10 @@ enum EndpointAction {
 
 /// Parses arguments, runs the command, prints errors; the binary's whole `main`.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -201,6 +211,33 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The command line's definition, with the long help and examples of every command.
+pub fn command() -> clap::Command {
+    help::document(Cli::command())
+}
+
+/// Parses the arguments. `--help` and `--version` print and end with 0; a command line that
+/// cannot be parsed prints why and ends with 1, so that 2 only ever means a connection test
+/// that did not pass.
+fn parse() -> Result<Cli, ExitCode> {
+    let fail = |e: clap::Error| {
+        let _ = e.print();
+        if e.use_stderr() {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        }
+    };
+    let matches = command().try_get_matches().map_err(fail)?;
+    Cli::from_arg_matches(&matches).map_err(fail)
+}
+
+/// Prints the completion script for `shell`.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {
+    clap_complete::generate(shell, &mut command(), "syncd", &mut std::io::stdout());
+    Ok(ExitCode::SUCCESS)
+}
+
 fn load(cli: &Cli) -> anyhow::Result<(Config, Catalog)> {
     let (path, explicit) = match &cli.config {
         Some(p) => (p.clone(), true),
@@ -212,6 +249,10 @@ fn load(cli: &Cli) -> anyhow::Result<(Config, Catalog)> {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Needs no configuration: it works anywhere, e.g. while packaging.
+    if let Command::Completions { shell } = cli.command {
+        return completions(shell);
+    }
     let (config, catalog) = load(&cli)?;
     let daemon = matches!(cli.command, Command::Run);
     telemetry::init(&config.log, daemon);
@@ -251,6 +292,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Endpoint {
             action: EndpointAction::Enable { target },
         } => webhooks::ops::enable(&config, &catalog, &target).await,
+        Command::Completions { shell } => completions(shell),
     }
 }
 
@@ -259,6 +301,7 @@ pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Store> {
 }
 
 async fn run(config: Config, catalog: Catalog) -> anyhow::Result<ExitCode> {
+    let _metrics = crate::metrics::install()?;
     let config = Arc::new(config);
     let store = open_store(&config).await?;
     let secrets = crate::credentials::Secrets::open(&config, &store).await?;
@@ -306,10 +349,13 @@ async fn run(config: Config, catalog: Catalog) -> anyhow::Result<ExitCode> {
     }
     let scheduler = tokio::spawn(scheduler::run(ctx.clone(), shutdown.clone()));
     let dispatcher = tokio::spawn(webhooks::dispatcher::run(ctx.clone(), shutdown.clone()));
+    let sampler = tokio::spawn(crate::metrics::run_sampler(ctx.clone(), shutdown.clone()));
+    tokio::spawn(crate::systemd::stopping_on(shutdown.clone()));
     let workers = queue.run_workers(ctx.clone(), shutdown.clone()).await;
     shutdown.cancel();
     let scheduled = scheduler.await;
     let dispatched = dispatcher.await;
+    let _ = sampler.await;
     store.close().await;
     workers?;
     scheduled.context("the scheduler panicked")??;

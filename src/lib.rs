@@ -21,6 +21,7 @@
 //! - [`jobs`]: job payloads and the engine; one file per job kind.
 //! - [`outcome`]: the outcome type, HTTP classification and the backoff maths (pure).
 //! - [`feeds`]: transports and the streaming parser. [`store`]: the state database.
+//! - [`metrics`]: Prometheus metrics. [`systemd`]: readiness, stopping and watchdog notices.
 //! - [`webhooks`]: outbound events: outbox dispatcher, signing, delivery, SSRF guard.
 
 #![forbid(unsafe_code)]
@@ -35,11 +36,13 @@ pub mod crm;
 pub mod duration;
 pub mod feeds;
 pub mod jobs;
+pub mod metrics;
 pub mod ops;
 pub mod outcome;
 pub mod queue;
 pub mod scheduler;
 pub mod store;
+pub mod systemd;
 pub mod telemetry;
 pub mod webhooks;
 

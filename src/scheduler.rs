@@ -55,6 +55,7 @@ pub async fn run(ctx: Arc<JobContext>, shutdown: CancellationToken) -> anyhow::R
             _ = shutdown.cancelled() => break,
             _ = every_second.tick() => {}
         }
+        crate::systemd::watchdog_ping();
         if last_maintenance.is_none_or(|t| t.elapsed() >= MAINTENANCE_EVERY) {
             last_maintenance = Some(std::time::Instant::now());
             maintenance(&ctx).await;

@@ -97,8 +97,15 @@ impl<'a> CrmEnv<'a> {
                 .try_acquire(&key, &budget)
                 .await
                 .map_err(|e| Outcome::transient(format!("the rate limiter failed: {e:#}")))?;
-            let Some(wait) = wait else { return Ok(()) };
+            let provider = self.spec.provider.as_str();
+            let Some(wait) = wait else {
+                if !waited.is_zero() {
+                    crate::metrics::rate_limit_wait(provider, waited);
+                }
+                return Ok(());
+            };
             if waited + wait > self.max_wait {
+                crate::metrics::rate_limit_wait(provider, waited);
                 let until = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
                 return Err(Outcome::Waiting {
                     message: format!(

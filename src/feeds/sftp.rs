@@ -568,6 +568,44 @@ mod tests {
         assert!(HostKeyPin::parse("ssh-ed25519 AAAAnotakey").is_err());
     }
 
+    fn load(feed: &str) -> anyhow::Result<crate::catalog::Catalog> {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "tenant = \"acme\"\n[[feed]]\nname = \"prices\"\nschedule = \"every 6h\"\n{feed}\n[feed.columns]\nsku = 1\nprice = 2\n"
+        );
+        std::fs::write(dir.path().join("acme.toml"), text).unwrap();
+        crate::catalog::Catalog::load(dir.path())
+    }
+
+    #[test]
+    fn the_catalog_checks_sftp_keys_where_they_are_written() {
+        let key_auth = r#"auth = { kind = "ssh_key", username = "acme", key_file = "k" }"#;
+        let ok = load(&format!(
+            "url = \"sftp://h/p.csv\"\n{key_auth}\nhost_key = \"ssh-ed25519 {KEY}\""
+        ))
+        .unwrap();
+        let feed = ok.feed("acme", "prices").unwrap();
+        let Some(Auth::SshKey { key_file, .. }) = &feed.auth else {
+            panic!("ssh_key auth expected");
+        };
+        assert!(key_file.is_absolute() && key_file.ends_with("k"));
+
+        let err = load(&format!("url = \"ftp://h/p.csv\"\n{key_auth}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is for sftp:// feeds"), "{err}");
+        let err = load("url = \"https://h/p.csv\"\nhost_key = \"SHA256:x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`host_key` is for sftp://"), "{err}");
+        let err = load("url = \"sftp://h/p.csv\"\nhost_key = \"ssh-ed25519 AAAAnotakey\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key `host_key`"), "{err}");
+        let err = load("url = \"sftp://h/\"").unwrap_err().to_string();
+        assert!(err.contains("needs a host and a file path"), "{err}");
+    }
+
     #[test]
     fn a_tilde_path_is_relative_to_the_login_directory() {
         let url = url::Url::parse("sftp://h/~/out/PRICE%20LIST.zip").unwrap();

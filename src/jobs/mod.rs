@@ -282,14 +282,23 @@ pub async fn execute(ctx: &JobContext, job: Job) -> anyhow::Result<()> {
         attempt = job.attempt,
         trigger = ?job.trigger,
     );
-    // Deliveries keep their own state and schedule (webhook_deliveries), not sync_state.
-    if job.kind == JobKind::WebhookDeliver {
-        return webhook_deliver::run(ctx, &job).instrument(span).await;
-    }
-    execute_inner(ctx, job).instrument(span).await
+    let timer = crate::metrics::JobTimer::start(job.kind.as_str());
+    // Deliveries keep their own state and schedule (webhook_deliveries), not sync_state; their
+    // results are counted by `metrics::webhook_delivery`.
+    let result = if job.kind == JobKind::WebhookDeliver {
+        webhook_deliver::run(ctx, &job)
+            .instrument(span)
+            .await
+            .map(|()| "done")
+    } else {
+        execute_inner(ctx, job).instrument(span).await
+    };
+    timer.finish(result.as_ref().map_or("error", |outcome| outcome));
+    result.map(drop)
 }
 
-async fn execute_inner(ctx: &JobContext, job: Job) -> anyhow::Result<()> {
+/// Runs the job; `Ok` carries the outcome label for the metrics.
+async fn execute_inner(ctx: &JobContext, job: Job) -> anyhow::Result<&'static str> {
     let store = &ctx.store;
     let starts = match store
         .start_run(&job.id, &job.tenant, &job.integration)
@@ -297,7 +306,7 @@ async fn execute_inner(ctx: &JobContext, job: Job) -> anyhow::Result<()> {
     {
         RunStart::AlreadyFinished => {
             info!("already finished (delivered twice); skipping");
-            return Ok(());
+            return Ok("duplicate");
         }
         RunStart::Start(n) => n,
     };
@@ -318,7 +327,7 @@ async fn execute_inner(ctx: &JobContext, job: Job) -> anyhow::Result<()> {
             )
             .await?;
         store.finish_run(&job.id).await?;
-        return Ok(());
+        return Ok("given_up");
     }
     if starts > 1 {
         warn!(starts, "resuming a job whose earlier run was interrupted");
@@ -340,7 +349,7 @@ async fn execute_inner(ctx: &JobContext, job: Job) -> anyhow::Result<()> {
     if paused && !job.manual {
         info!("integration is paused after rejected credentials; skipping");
         store.finish_run(&job.id).await?;
-        return Ok(());
+        return Ok("paused");
     }
 
     let started = std::time::Instant::now();
@@ -348,19 +357,21 @@ async fn execute_inner(ctx: &JobContext, job: Job) -> anyhow::Result<()> {
         JobKind::FeedFetch => feed_fetch::run(ctx, &job).await,
         JobKind::CrmEnrich => crm_enrich::run(ctx, &job).await,
         // `execute` hands deliveries over before this point.
-        JobKind::WebhookDeliver => return webhook_deliver::run(ctx, &job).await,
+        JobKind::WebhookDeliver => return webhook_deliver::run(ctx, &job).await.map(|()| "done"),
         JobKind::ConnectionTest => {
             // No outcome, no issues: a test only ever clears them when it passes.
-            connection_test::run(ctx, &job.tenant, &job.integration).await?;
+            let probe = connection_test::run(ctx, &job.tenant, &job.integration).await?;
             store.finish_run(&job.id).await?;
-            return Ok(());
+            let passed = probe.verdict == crate::feeds::probe::Verdict::Ok;
+            return Ok(if passed { "passed" } else { "failed" });
         }
     };
     let elapsed = started.elapsed();
+    let label = result.outcome.label();
     apply_outcome(ctx, &job, result).await?;
     info!(elapsed_ms = elapsed.as_millis() as u64, "job finished");
     store.finish_run(&job.id).await?;
-    Ok(())
+    Ok(label)
 }
 
 fn catalog_kind(ctx: &JobContext, job: &Job) -> &'static str {
@@ -512,5 +523,7 @@ async fn push_retry(ctx: &JobContext, job: &Job, at: DateTime<Utc>) -> anyhow::R
     let next = job.retry();
     // The key makes a duplicate delivery of this attempt push its retry only once.
     let key = format!("retry:{}", next.id);
-    ctx.queue.push(&next, Some(at), Some(key)).await
+    ctx.queue.push(&next, Some(at), Some(key)).await?;
+    crate::metrics::retry_scheduled(job.kind.as_str());
+    Ok(())
 }

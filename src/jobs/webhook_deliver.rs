@@ -124,6 +124,11 @@ async fn finish(
     started_at: chrono::DateTime<Utc>,
     a: Attempt,
 ) -> anyhow::Result<()> {
+    crate::metrics::webhook_delivery(
+        &d.endpoint,
+        matches!(a.verdict, Verdict::Delivered),
+        a.duration.as_secs_f64(),
+    );
     let w = &ctx.config.webhooks;
     let store = &ctx.store;
     let made = usize::try_from(d.attempts + 1).unwrap_or(usize::MAX);

@@ -232,6 +232,37 @@ impl Queue {
         Ok(total)
     }
 
+    /// Tasks waiting per queue, due now or scheduled for later (the queue-depth metric): on
+    /// SQLite the `Pending` rows of apalis' `Jobs` table, on Redis the active list plus the
+    /// scheduled set.
+    pub async fn depths(&self) -> anyhow::Result<Vec<(String, u64)>> {
+        let mut depths = Vec::new();
+        for &kind in ALL_KINDS {
+            let name = self.queue_name(kind);
+            let depth = match &self.backend {
+                Backend::Sqlite(pool) => sqlx::query_scalar::<_, i64>(
+                    "SELECT COUNT(*) FROM Jobs WHERE job_type = ? AND status = 'Pending'",
+                )
+                .bind(&name)
+                .fetch_one(pool)
+                .await?
+                .max(0) as u64,
+                Backend::Redis(conn) => {
+                    let cfg = apalis_redis::Config::default().queue(&name);
+                    let (active, scheduled): (u64, u64) = redis::pipe()
+                        .llen(cfg.active_jobs_list())
+                        .zcard(cfg.scheduled_jobs_set())
+                        .query_async(&mut conn.clone())
+                        .await
+                        .context("cannot read the queue lengths from Redis")?;
+                    active + scheduled
+                }
+            };
+            depths.push((name, depth));
+        }
+        Ok(depths)
+    }
+
     /// Runs one worker per job kind until `shutdown` fires, then lets in-flight jobs finish
     /// for at most `[shutdown_grace]`. Jobs not started stay queued; jobs cut off by the grace
     /// period are picked up again after the orphan timeout.
@@ -289,6 +320,7 @@ impl Queue {
             };
         }
         info!(backend = ?self.config.queue.backend, "workers started");
+        crate::systemd::ready();
         let signal = async move {
             shutdown.cancelled().await;
             info!(grace = %crate::duration::format(grace), "shutting down: finishing in-flight jobs");

@@ -142,7 +142,11 @@ stock = "stock"
             .args(args)
             .current_dir(self.dir.path())
             .env("TEST_FEED_PASSWORD", "s3cret-feed-password")
-            .env_remove("RUST_LOG");
+            .env_remove("RUST_LOG")
+            // A test daemon never talks to the service manager running the tests.
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID");
         cmd
     }
 

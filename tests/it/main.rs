@@ -3,6 +3,7 @@
 
 mod admin;
 mod cdp;
+mod cli_help;
 mod config_errors;
 mod connection_tests;
 mod credentials;
@@ -18,7 +19,9 @@ mod ftp;
 mod helpers;
 mod lifecycle;
 mod maintenance;
+mod metrics;
 mod redis_nodes;
 mod retries;
 mod sftp;
+mod systemd;
 mod webhooks;

@@ -24,6 +24,9 @@ const PASSWORD: &str = "s3cret-feed-password";
 struct Counters {
     logins: AtomicUsize,
     opens: AtomicUsize,
+    /// When set, the first file opened fails every read past this offset with
+    /// `SSH_FX_CONNECTION_LOST`, as a server whose connection broke mid-transfer.
+    cut_first_open: Option<u64>,
 }
 
 pub struct SftpServer {
@@ -38,10 +41,18 @@ pub struct SftpServer {
 
 impl SftpServer {
     pub async fn start() -> SftpServer {
+        Self::start_with(None).await
+    }
+
+    /// A server whose first download breaks off after `cut_first_open` bytes, if given.
+    pub async fn start_with(cut_first_open: Option<u64>) -> SftpServer {
         let root = tempfile::tempdir().unwrap();
         let host_key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
         let client_key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(Counters {
+            cut_first_open,
+            ..Default::default()
+        });
         let config = Arc::new(russh::server::Config {
             keys: vec![host_key.clone()],
             auth_rejection_time: Duration::from_millis(10),
@@ -180,6 +191,7 @@ impl russh::server::Handler for SshConnection {
                     counters: self.server.counters.clone(),
                     open: HashMap::new(),
                     next: 0,
+                    cut: None,
                 };
                 russh_sftp::server::run(channel.into_stream(), fs).await;
             }
@@ -195,6 +207,8 @@ struct SftpFs {
     counters: Arc<Counters>,
     open: HashMap<String, std::fs::File>,
     next: u64,
+    /// The handle whose reads break off past the cut.
+    cut: Option<(String, u64)>,
 }
 
 impl SftpFs {
@@ -269,9 +283,12 @@ impl russh_sftp::server::Handler for SftpFs {
             std::io::ErrorKind::NotFound => StatusCode::NoSuchFile,
             _ => StatusCode::PermissionDenied,
         })?;
-        self.counters.opens.fetch_add(1, Ordering::SeqCst);
+        let first = self.counters.opens.fetch_add(1, Ordering::SeqCst) == 0;
         self.next += 1;
         let handle = format!("h{}", self.next);
+        if let Some(cut) = self.counters.cut_first_open.filter(|_| first) {
+            self.cut = Some((handle.clone(), cut));
+        }
         self.open.insert(handle.clone(), file);
         Ok(Handle { id, handle })
     }
@@ -284,6 +301,12 @@ impl russh_sftp::server::Handler for SftpFs {
         len: u32,
     ) -> Result<Data, StatusCode> {
         use std::os::unix::fs::FileExt;
+        if let Some((cut_handle, cut)) = &self.cut
+            && *cut_handle == handle
+            && offset + u64::from(len) > *cut
+        {
+            return Err(StatusCode::ConnectionLost);
+        }
         let file = self.open.get(&handle).ok_or(StatusCode::Failure)?;
         let mut data = vec![0u8; len.min(256 * 1024) as usize];
         let n = file
@@ -667,4 +690,43 @@ async fn an_ssh_key_passphrase_comes_from_one_source_and_only_from_the_tenants_o
         assert!(!out.status.success(), "{t}");
         assert!(t.contains("acme.toml") && t.contains(words), "{t}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sftp_transfer_cut_off_mid_file_is_retried_and_then_succeeds_without_an_issue() {
+    let rows: String = (0..20_000)
+        .map(|i| format!("\"IM-{i}\";\"{:010},{:02}\";\"{}\"\n", i, i % 100, i % 7))
+        .collect();
+    let zip = zipped("PRICE.TXT", rows.as_bytes());
+    let server = SftpServer::start_with(Some(zip.len() as u64 / 2)).await;
+    server.put("PRICE.ZIP", &zip);
+    let env = TestEnv::sqlite();
+    sftp_catalog(
+        &env,
+        &server.url("/PRICE.ZIP"),
+        &password_auth(),
+        Some(&server.host_key_line()),
+    );
+    let daemon = env.spawn();
+    let status =
+        wait_for_outcome(&env, "prices", Duration::from_secs(30), |o| o == "success").await;
+    assert_eq!(status["items"], 20_000);
+    assert_eq!(server.opens(), 2, "one cut-off, one complete");
+    let prices = env.store().await.prices("acme", "prices").await.unwrap();
+    assert_eq!(prices.len(), 20_000);
+    let last = prices.iter().find(|p| p.sku == "IM-19999").unwrap();
+    assert_eq!(
+        (last.price.as_str(), last.stock),
+        ("19999.99", Some(19_999 % 7))
+    );
+
+    let log = daemon.log();
+    let retries: Vec<&str> = log.lines().filter(|l| l.contains("will retry")).collect();
+    assert_eq!(retries.len(), 1, "{log}");
+    assert!(
+        retries[0].contains("PRICE.ZIP") && retries[0].contains("broke off"),
+        "the cut-off is named: {}",
+        retries[0]
+    );
+    assert!(env.issues(false).is_empty(), "no issue stays open");
 }
