@@ -301,7 +301,7 @@ pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Store> {
 }
 
 async fn run(config: Config, catalog: Catalog) -> anyhow::Result<ExitCode> {
-    let _metrics = crate::metrics::install()?;
+    let metrics = crate::metrics::install()?;
     let config = Arc::new(config);
     let store = open_store(&config).await?;
     let secrets = crate::credentials::Secrets::open(&config, &store).await?;
@@ -344,6 +344,7 @@ async fn run(config: Config, catalog: Catalog) -> anyhow::Result<ExitCode> {
             ctx: ctx.clone(),
             tokens: Arc::new(crate::admin::tokens::TokenCheck::from_config(&config)?),
             limiter,
+            metrics: metrics.clone(),
         };
         crate::admin::serve(state, shutdown.clone()).await?;
     }

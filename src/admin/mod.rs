@@ -36,6 +36,8 @@ pub struct AdminState {
     pub tokens: Arc<TokenCheck>,
     /// Per-principal request budget.
     pub limiter: ApiLimiter,
+    /// The Prometheus recorder's handle, rendered at `/metrics`.
+    pub metrics: crate::metrics::Handle,
 }
 
 /// An error with a stable JSON shape: `{"error": {"code": "...", "message": "..."}}`.
@@ -105,6 +107,7 @@ pub fn router(state: AdminState) -> Router {
     let config = &state.ctx.config.admin;
     let api = Router::new()
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/api/issues", get(api_issues))
         .route("/api/status", get(api_status))
         .route("/api/refetch", post(api_refetch))
@@ -250,6 +253,21 @@ async fn readyz(State(state): State<AdminState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+/// Prometheus text; operators only (the labels name every tenant's integrations).
+async fn metrics(
+    State(state): State<AdminState>,
+    Extension(principal): Extension<Principal>,
+) -> Response {
+    if !principal.is_operator() {
+        return ApiError::not_found("no such route").into_response();
+    }
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        state.metrics.render(),
+    )
+        .into_response()
 }
 
 #[derive(Debug, Deserialize)]

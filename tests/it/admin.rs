@@ -139,6 +139,32 @@ async fn every_admin_route_needs_a_valid_token_and_answers_json_with_one() {
         200
     );
 
+    // /metrics: a token, then Prometheus text that promtool accepts (a live scrape).
+    assert_eq!(
+        admin.call("GET", "/metrics", None, None).await.status(),
+        401
+    );
+    let scrape = admin.call("GET", "/metrics", Some(OPERATOR), None).await;
+    assert_eq!(scrape.status(), 200);
+    assert!(
+        scrape.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = scrape.text().await.unwrap();
+    assert!(text.contains("syncd_build_info"), "{text}");
+    assert!(!text.contains(OPERATOR));
+    promtool_check(&text);
+    let tenant = admin.token(Some("acme"));
+    assert_eq!(
+        admin
+            .call("GET", "/metrics", Some(&tenant), None)
+            .await
+            .status(),
+        404
+    );
+
     // The same data and shapes as the CLI.
     let api: Value = admin
         .call("GET", "/api/status", Some(OPERATOR), None)
@@ -360,6 +386,36 @@ async fn the_admin_page_in_a_real_browser_logs_in_shows_the_issue_and_queues_a_r
     assert!(
         text.contains("queued"),
         "the page says the re-fetch is queued: {text}"
+    );
+}
+
+/// `promtool check metrics` on a scrape; CI installs promtool (.ci/run), elsewhere it may be
+/// missing and the check is skipped with a note.
+fn promtool_check(text: &str) {
+    use std::io::Write;
+    let child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        assert!(std::env::var_os("CI").is_none(), "CI must have promtool");
+        eprintln!("skipping promtool: not installed (apt-get install prometheus)");
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 
