@@ -93,6 +93,11 @@ pub struct CrmSpec {
     /// Apollo.io: environment variable holding the API key.
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// A stored credential (`"tenant/name"`, see `syncd credentials set`) instead of the
+    /// `…_env` keys; its fields are `token` (HubSpot private app), `client_secret` and
+    /// `refresh_token` (HubSpot OAuth, with `client_id` in the catalog) or `api_key` (Apollo).
+    #[serde(default)]
+    pub credential: Option<String>,
 }
 
 /// CRM providers.
@@ -145,7 +150,61 @@ impl CrmSpec {
         .collect()
     }
 
+    /// Whether HubSpot is reached with OAuth (a `client_id`) rather than a private app token.
+    pub fn is_oauth(&self) -> bool {
+        self.client_id.is_some()
+    }
+
+    /// The secret fields this source needs, by their stored-credential names.
+    pub fn secret_fields(&self) -> &'static [&'static str] {
+        match self.provider {
+            CrmProvider::Hubspot if self.is_oauth() => &["client_secret", "refresh_token"],
+            CrmProvider::Hubspot => &["token"],
+            CrmProvider::Apollo => &["api_key"],
+        }
+    }
+
+    /// Where the secret `field` (`token`, `client_secret`, `refresh_token`, `api_key`) comes
+    /// from: the stored credential, or the environment variable its `…_env` key names.
+    pub fn secret_ref(&self, field: &str) -> Option<SecretRef> {
+        if let Some(credential) = &self.credential {
+            return Some(SecretRef::Stored {
+                credential: credential.clone(),
+                field: field.to_string(),
+            });
+        }
+        let env = match field {
+            "token" => &self.token_env,
+            "client_secret" => &self.client_secret_env,
+            "refresh_token" => &self.refresh_token_env,
+            "api_key" => &self.api_key_env,
+            _ => &None,
+        };
+        env.clone().map(SecretRef::Env)
+    }
+
     fn check(&self) -> Result<(), String> {
+        if self.credential.is_some() {
+            if let Some(env) = [
+                ("token_env", &self.token_env),
+                ("client_secret_env", &self.client_secret_env),
+                ("refresh_token_env", &self.refresh_token_env),
+                ("api_key_env", &self.api_key_env),
+            ]
+            .iter()
+            .find_map(|(k, v)| v.is_some().then_some(*k))
+            {
+                return Err(format!(
+                    "key `credential` replaces the `…_env` keys: give either `credential` or `{env}`, not both"
+                ));
+            }
+            if self.provider == CrmProvider::Apollo && self.client_id.is_some() {
+                return Err(
+                    "Apollo takes only `credential` (field `api_key`), no `client_id`".into(),
+                );
+            }
+            return self.check_base_url();
+        }
         let oauth = [
             ("client_id", self.client_id.is_some()),
             ("client_secret_env", self.client_secret_env.is_some()),
@@ -193,6 +252,16 @@ impl CrmSpec {
                 }
             }
         }
+        self.check_base_url()?;
+        for env in self.secret_envs() {
+            if env.is_empty() {
+                return Err("an `…_env` key names an empty environment variable".into());
+            }
+        }
+        Ok(())
+    }
+
+    fn check_base_url(&self) -> Result<(), String> {
         if let Some(base) = &self.base_url {
             let url = url::Url::parse(base)
                 .map_err(|e| format!("key `base_url`: `{base}` is not a URL ({e})"))?;
@@ -200,11 +269,6 @@ impl CrmSpec {
                 return Err(format!(
                     "key `base_url`: `{base}` must be an http(s) URL with a host"
                 ));
-            }
-        }
-        for env in self.secret_envs() {
-            if env.is_empty() {
-                return Err("an `…_env` key names an empty environment variable".into());
             }
         }
         Ok(())
@@ -280,7 +344,8 @@ impl FeedSpec {
     }
 }
 
-/// Feed credentials; the secret itself comes from the named environment variable.
+/// Feed credentials; the secret itself comes from the named environment variable or from
+/// the encrypted credential store (`credential = "tenant/name"`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Auth {
@@ -289,12 +354,20 @@ pub enum Auth {
         /// The login name.
         username: String,
         /// Environment variable holding the password.
-        password_env: String,
+        #[serde(default)]
+        password_env: Option<String>,
+        /// Stored credential holding the password (field `password`).
+        #[serde(default)]
+        credential: Option<String>,
     },
     /// `Authorization: Bearer …`.
     Bearer {
         /// Environment variable holding the token.
-        token_env: String,
+        #[serde(default)]
+        token_env: Option<String>,
+        /// Stored credential holding the token (field `token`).
+        #[serde(default)]
+        credential: Option<String>,
     },
     /// SFTP with a private key (OpenSSH or PuTTY format).
     #[serde(rename = "ssh_key")]
@@ -306,17 +379,118 @@ pub enum Auth {
         /// Environment variable holding the key's passphrase, if it is encrypted.
         #[serde(default)]
         passphrase_env: Option<String>,
+        /// Stored credential holding the key's passphrase (field `passphrase`), if it is
+        /// encrypted.
+        #[serde(default)]
+        credential: Option<String>,
     },
 }
 
 impl Auth {
-    /// The environment variable the secret is read from, if there is one.
+    /// The environment variable the secret is read from, if it comes from the environment.
     pub fn secret_env(&self) -> Option<&str> {
         match self {
-            Auth::Basic { password_env, .. } => Some(password_env),
-            Auth::Bearer { token_env } => Some(token_env),
+            Auth::Basic { password_env, .. } => password_env.as_deref(),
+            Auth::Bearer { token_env, .. } => token_env.as_deref(),
             Auth::SshKey { passphrase_env, .. } => passphrase_env.as_deref(),
         }
+    }
+
+    /// The stored credential's field that holds this secret.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Auth::Basic { .. } => "password",
+            Auth::Bearer { .. } => "token",
+            Auth::SshKey { .. } => "passphrase",
+        }
+    }
+
+    /// The stored credential this `auth` reads its secret from, if any.
+    pub fn credential(&self) -> Option<&str> {
+        match self {
+            Auth::Basic { credential, .. }
+            | Auth::Bearer { credential, .. }
+            | Auth::SshKey { credential, .. } => credential.as_deref(),
+        }
+    }
+
+    /// Where the secret comes from; `None` for an `ssh_key` without a passphrase.
+    pub fn secret_ref(&self) -> Option<SecretRef> {
+        match (self.credential(), self.secret_env()) {
+            (Some(c), _) => Some(SecretRef::Stored {
+                credential: c.to_string(),
+                field: self.field().to_string(),
+            }),
+            (None, Some(env)) => Some(SecretRef::Env(env.to_string())),
+            // A key file without a passphrase has no secret besides the file itself.
+            (None, None) if matches!(self, Auth::SshKey { .. }) => None,
+            (None, None) => Some(SecretRef::Env(String::new())),
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let (env_key, env, credential) = match self {
+            Auth::Basic {
+                password_env,
+                credential,
+                ..
+            } => ("password_env", password_env, credential),
+            Auth::Bearer {
+                token_env,
+                credential,
+            } => ("token_env", token_env, credential),
+            Auth::SshKey {
+                passphrase_env,
+                credential,
+                ..
+            } => ("passphrase_env", passphrase_env, credential),
+        };
+        match (env, credential) {
+            (Some(_), Some(_)) => Err(format!(
+                "key `auth`: give either `auth.{env_key}` or `auth.credential`, not both"
+            )),
+            // An unencrypted private key needs no passphrase.
+            (None, None) if matches!(self, Auth::SshKey { .. }) => Ok(()),
+            (None, None) => Err(format!(
+                "key `auth` needs `{env_key}` (an environment variable) or `credential` (a stored credential, \"tenant/name\")"
+            )),
+            (Some(e), None) if e.is_empty() => Err(format!(
+                "key `auth.{env_key}` names an empty environment variable"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Where a secret comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SecretRef {
+    /// An environment variable, read at each use.
+    Env(String),
+    /// A field of a credential in the encrypted store.
+    Stored {
+        /// `tenant/name`.
+        credential: String,
+        /// `password`, `token`, `client_secret`, `refresh_token`, `api_key` or `passphrase`.
+        field: String,
+    },
+}
+
+/// Checks a `credential = "tenant/name"` reference: the form, and that a tenant's catalog
+/// only refers to its own credentials.
+fn check_credential_ref(key: &str, value: &str, tenant: &str) -> Result<(), String> {
+    match value.split_once('/') {
+        Some((t, n)) if valid_name(t) && valid_name(n) => {
+            if t != tenant {
+                return Err(format!(
+                    "key `{key}`: `{value}` belongs to tenant `{t}`; tenant `{tenant}` may only use its own credentials (`{tenant}/…`)"
+                ));
+            }
+            Ok(())
+        }
+        _ => Err(format!(
+            "key `{key}`: `{value}` must be `tenant/name`, e.g. `{tenant}/ingram`"
+        )),
     }
 }
 
@@ -701,6 +875,48 @@ impl Catalog {
             .unwrap_or_default()
     }
 
+    /// Every secret `tenant/name` uses, wherever it comes from.
+    pub fn secret_refs(&self, tenant: &str, name: &str) -> Vec<SecretRef> {
+        if let Some(feed) = self.feed(tenant, name) {
+            return feed.auth.iter().filter_map(Auth::secret_ref).collect();
+        }
+        self.crm(tenant, name)
+            .map(|c| {
+                c.secret_fields()
+                    .iter()
+                    .filter_map(|f| c.secret_ref(f))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The stored credential `tenant/name` uses, if any.
+    pub fn credential_of(&self, tenant: &str, name: &str) -> Option<&str> {
+        if let Some(feed) = self.feed(tenant, name) {
+            return feed.auth.as_ref().and_then(Auth::credential);
+        }
+        self.crm(tenant, name)?.credential.as_deref()
+    }
+
+    /// The integrations that use the stored credential `credential` (`tenant/name`), with
+    /// the fields each one reads.
+    pub fn users_of(&self, credential: &str) -> Vec<(IntegrationRef<'_>, Vec<String>)> {
+        self.integrations()
+            .filter(|i| self.credential_of(i.tenant, i.name) == Some(credential))
+            .map(|i| {
+                let fields = self
+                    .secret_refs(i.tenant, i.name)
+                    .into_iter()
+                    .filter_map(|r| match r {
+                        SecretRef::Stored { field, .. } => Some(field),
+                        SecretRef::Env(_) => None,
+                    })
+                    .collect();
+                (i, fields)
+            })
+            .collect()
+    }
+
     /// Looks up `tenant/name` and says which part is unknown.
     pub fn integration(&self, tenant: &str, name: &str) -> Result<IntegrationRef<'_>, String> {
         if !self.tenants.iter().any(|t| t.name == tenant) {
@@ -793,6 +1009,13 @@ fn load_file(file: &Path) -> anyhow::Result<Tenant> {
             );
         }
         check_url(&feed.url).map_err(|e| anyhow::anyhow!("{at}: key `url`: {e}"))?;
+        if let Some(auth) = &feed.auth {
+            auth.check().map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+            if let Some(c) = auth.credential() {
+                check_credential_ref("auth.credential", c, &parsed.tenant)
+                    .map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+            }
+        }
         check_columns(feed).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
         check_ssh(feed).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
         if feed.format.decimal != b'.' && feed.format.decimal != b',' {
@@ -814,6 +1037,10 @@ fn load_file(file: &Path) -> anyhow::Result<Tenant> {
             );
         }
         crm.check().map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+        if let Some(c) = &crm.credential {
+            check_credential_ref("credential", c, &parsed.tenant)
+                .map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+        }
     }
     crate::webhooks::spec::validate(&shown.to_string(), &parsed.webhook, &seen)?;
     Ok(Tenant {

@@ -73,6 +73,9 @@ enum Command {
     /// Companies for CRM enrichment: import a list, or show what is stored.
     #[command(subcommand)]
     Companies(CompaniesCommand),
+    /// The encrypted credential store: set, list and delete stored secrets.
+    #[command(subcommand)]
+    Credentials(crate::credentials::cli::CredentialsCommand),
     /// List webhook deliveries, newest first, with every attempt.
     Deliveries {
         /// Only this endpoint: `tenant/endpoint`.
@@ -272,6 +275,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Companies(CompaniesCommand::Import { file, tenant }) => {
             import_companies(&config, &catalog, &file, tenant.as_deref()).await
         }
+        Command::Credentials(cmd) => crate::credentials::cli::run(&config, &catalog, cmd).await,
         Command::Companies(CompaniesCommand::List { tenant, json }) => {
             list_companies(&config, &catalog, tenant.as_deref(), json).await
         }
@@ -292,7 +296,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<Store> {
+pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Store::open_sqlite(&config.sqlite_path()).await
 }
 
@@ -300,6 +304,7 @@ async fn run(config: Config, catalog: Catalog) -> anyhow::Result<ExitCode> {
     let metrics = crate::metrics::install()?;
     let config = Arc::new(config);
     let store = open_store(&config).await?;
+    let secrets = crate::credentials::Secrets::open(&config, &store).await?;
     let queue = Queue::connect(config.clone(), &store).await?;
     let ctx = Arc::new(JobContext {
         store: store.clone(),
@@ -308,6 +313,7 @@ async fn run(config: Config, catalog: Catalog) -> anyhow::Result<ExitCode> {
         http: jobs::http_client(&config)?,
         queue: queue.clone(),
         limiter: crate::crm::limiter::Limiter::for_config(&config).await?,
+        secrets,
     });
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
@@ -437,6 +443,17 @@ fn check_config(config: &Config, catalog: &Catalog) -> anyhow::Result<ExitCode> 
     for warning in catalog.missing_secrets() {
         println!("warning: {warning} (the integration will fail until it is)");
     }
+    let stored = catalog
+        .integrations()
+        .any(|i| catalog.credential_of(i.tenant, i.name).is_some());
+    match crate::credentials::MasterKey::from_config(config)? {
+        Some(key) => println!("master key:      {}", key.source()),
+        None if stored => println!(
+            "warning: the catalog uses stored credentials but no master key is configured ([credentials] key_file, or the environment variable {})",
+            config.credentials.key_env
+        ),
+        None => {}
+    }
     println!("ok");
     Ok(ExitCode::SUCCESS)
 }
@@ -445,7 +462,7 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-fn split_target(target: &str) -> anyhow::Result<(&str, &str)> {
+pub(crate) fn split_target(target: &str) -> anyhow::Result<(&str, &str)> {
     match target.split_once('/') {
         Some((t, i)) if !t.is_empty() && !i.is_empty() && !i.contains('/') => Ok((t, i)),
         _ => bail!("`{target}`: expected TENANT/INTEGRATION, e.g. acme/ingram-prices"),
@@ -491,9 +508,11 @@ async fn test_connection(
     let store = open_store(config).await?;
     let http = jobs::http_client(config)?;
     let limiter = crate::crm::limiter::Limiter::for_config(config).await?;
-    let probe =
-        jobs::connection_test::run_with(&store, catalog, &http, config, &limiter, tenant, name)
-            .await?;
+    let secrets = crate::credentials::Secrets::open(config, &store).await?;
+    let probe = jobs::connection_test::run_with(
+        &store, catalog, &http, config, &limiter, &secrets, tenant, name,
+    )
+    .await?;
     if json {
         println!("{}", crate::ops::probe_json(tenant, name, &probe));
     } else {

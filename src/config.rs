@@ -34,6 +34,8 @@ pub struct Config {
     pub feeds: FeedsConfig,
     /// CRM providers: rate limits, OAuth refresh, enrichment age.
     pub crm: CrmConfig,
+    /// The encrypted credential store: where the master key comes from.
+    pub credentials: CredentialsConfig,
     /// The admin HTTP server (API, page, health, metrics).
     pub admin: AdminConfig,
     /// Webhook delivery: timeout, retry schedule, endpoint health, SSRF allowlist.
@@ -64,6 +66,7 @@ impl Default for Config {
             scheduler: SchedulerConfig::default(),
             feeds: FeedsConfig::default(),
             crm: CrmConfig::default(),
+            credentials: CredentialsConfig::default(),
             admin: AdminConfig::default(),
             webhooks: crate::webhooks::WebhooksConfig::default(),
             shutdown_grace: Duration::from_secs(30),
@@ -352,6 +355,31 @@ impl Default for CrmConfig {
     }
 }
 
+/// `[credentials]`: the master key of the encrypted credential store.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CredentialsConfig {
+    /// A file holding the 32-byte master key as 64 hex digits or base64 (relative to the
+    /// config file). Default: `$CREDENTIALS_DIRECTORY/master.key` when systemd's
+    /// `LoadCredential=` sets that variable and the file exists.
+    pub key_file: Option<PathBuf>,
+    /// The environment variable holding the master key when no key file is used.
+    pub key_env: String,
+    /// How long before a stored credential's `expires_at` a `token_expiring` issue is raised.
+    #[serde(with = "duration")]
+    pub expiry_warning: Duration,
+}
+
+impl Default for CredentialsConfig {
+    fn default() -> Self {
+        Self {
+            key_file: None,
+            key_env: "SYNCD_MASTER_KEY".into(),
+            expiry_warning: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
 /// `[admin]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -503,6 +531,27 @@ impl Config {
         if !(0.0..0.5).contains(&c.headroom) {
             return Err("[crm] headroom must be at least 0 and below 0.5".into());
         }
+        let k = &self.credentials;
+        if k.key_env.is_empty()
+            || !k
+                .key_env
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(format!(
+                "[credentials] key_env must be an environment variable name: letters, digits and '_' (got `{}`)",
+                k.key_env
+            ));
+        }
+        if k.key_file
+            .as_ref()
+            .is_some_and(|f| f.as_os_str().is_empty())
+        {
+            return Err("[credentials] key_file must not be empty".into());
+        }
+        if k.expiry_warning.is_zero() {
+            return Err("[credentials] expiry_warning must be greater than 0".into());
+        }
         self.webhooks.validate()?;
         if !self.state.url.starts_with("sqlite:") {
             return Err(format!(
@@ -576,6 +625,14 @@ mod tests {
         let err = Config::load(&p, true).unwrap_err().to_string();
         assert!(err.contains("config.toml"), "{err}");
         assert!(err.contains("[queue] concurrency"), "{err}");
+
+        let p = write(dir.path(), "[credentials]\nkey_env = \"MY KEY\"\n");
+        let err = Config::load(&p, true).unwrap_err().to_string();
+        assert!(err.contains("[credentials] key_env"), "{err}");
+
+        let p = write(dir.path(), "[credentials]\nexpiry_warning = \"0s\"\n");
+        let err = Config::load(&p, true).unwrap_err().to_string();
+        assert!(err.contains("[credentials] expiry_warning"), "{err}");
 
         let p = write(dir.path(), "[retry]\nbase = \"soon\"\n");
         let err = Config::load(&p, true).unwrap_err().to_string();

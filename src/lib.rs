@@ -31,6 +31,7 @@ pub mod admin;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod credentials;
 pub mod crm;
 pub mod duration;
 pub mod feeds;

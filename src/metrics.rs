@@ -262,6 +262,7 @@ const ISSUE_KINDS: &[IssueKind] = &[
     IssueKind::InvalidFeed,
     IssueKind::RetriesExhausted,
     IssueKind::StaleData,
+    IssueKind::TokenExpiring,
 ];
 
 /// Refreshes the gauges from the queue and the state database: queue depth per queue, open

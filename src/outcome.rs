@@ -79,6 +79,8 @@ pub enum IssueKind {
     RetriesExhausted,
     /// The last success is older than `stale_after`.
     StaleData,
+    /// A stored credential lapses within `[credentials] expiry_warning` (or has lapsed).
+    TokenExpiring,
     /// A webhook endpoint failed `[webhooks] failing_after` attempts in a row.
     WebhookFailing,
     /// A webhook endpoint was disabled (410 Gone, or failing for `disable_after`).
@@ -96,6 +98,7 @@ impl IssueKind {
             IssueKind::InvalidFeed => "invalid_feed",
             IssueKind::RetriesExhausted => "retries_exhausted",
             IssueKind::StaleData => "stale_data",
+            IssueKind::TokenExpiring => "token_expiring",
             IssueKind::WebhookFailing => "webhook_failing",
             IssueKind::EndpointDisabled => "endpoint_disabled",
         }

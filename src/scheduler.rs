@@ -65,6 +65,13 @@ pub async fn run(ctx: Arc<JobContext>, shutdown: CancellationToken) -> anyhow::R
             if let Err(e) = check_staleness(&ctx).await {
                 warn!(error = %format!("{e:#}"), "the staleness check failed");
             }
+            if let Err(e) = ctx
+                .secrets
+                .check_expiry(&ctx.catalog, ctx.config.credentials.expiry_warning)
+                .await
+            {
+                warn!(error = %format!("{e:#}"), "the credential expiry check failed");
+            }
         }
         let now = Utc::now();
         for i in ctx.catalog.integrations() {
@@ -181,7 +188,7 @@ async fn resume_if_credentials_changed(
     let Some(fp) = ctx.store.paused_secret_fp(tenant, name).await? else {
         return Ok(());
     };
-    if !crate::jobs::secret_changed(&ctx.catalog, tenant, name, &fp) {
+    if !crate::jobs::secret_changed(&ctx.secrets, &ctx.catalog, tenant, name, &fp).await {
         return Ok(());
     }
     info!(integration = %key, "credentials changed since they were refused; resuming");
@@ -207,7 +214,7 @@ async fn enqueue_tick(
         .is_some_and(|s| s.paused);
     if paused
         && let Some(fp) = ctx.store.paused_secret_fp(tenant, name).await?
-        && crate::jobs::secret_changed(&ctx.catalog, tenant, name, &fp)
+        && crate::jobs::secret_changed(&ctx.secrets, &ctx.catalog, tenant, name, &fp).await
     {
         info!(integration = %key, "credentials changed since they were refused; resuming scheduled runs");
         ctx.store.unpause(tenant, name).await?;

@@ -231,6 +231,53 @@ deliveries.",
   syncd endpoint enable acme/erp",
     ),
     (
+        "credentials",
+        "\
+The encrypted credential store: secrets (passwords, tokens, OAuth client secrets and refresh
+tokens, API keys, SSH key passphrases) sealed with XChaCha20-Poly1305 under the master key
+from [credentials] key_file ($CREDENTIALS_DIRECTORY/master.key by default) or key_env. The
+catalog refers to one as `credential = \"tenant/name\"` instead of a `…_env` key. A master
+key other than the one the store was sealed with is refused by name; nothing is lost.",
+        "\
+  syncd credentials set acme/ingram < password.txt
+  syncd credentials list
+  syncd credentials delete acme/ingram",
+    ),
+    (
+        "credentials set",
+        "\
+Stores a secret for TENANT/NAME, encrypted. The secret is read from standard input (one
+trailing newline dropped), or typed at a prompt that does not echo when standard input is a
+terminal; never from the command line. --field defaults to the one field the integrations
+using the credential read; --expires-at raises a `token_expiring` issue [credentials]
+expiry_warning before that time. Then a connection test of every integration using it is
+queued: a pass resolves `credentials_rejected` and lifts the pause.",
+        "\
+  syncd credentials set acme/ingram                        typed at a prompt
+  pass show acme/hubspot | syncd credentials set acme/hubspot --field token
+  syncd credentials set acme/ingram --expires-at 2027-03-01T00:00:00Z < password.txt",
+    ),
+    (
+        "credentials list",
+        "\
+Lists the stored credentials: fields masked (at most the last four characters of a long
+secret), expiry, last successful use and the integrations using each. Exits 1 when the
+master key cannot open a stored secret.",
+        "\
+  syncd credentials list
+  syncd credentials list --tenant acme --json",
+    ),
+    (
+        "credentials delete",
+        "\
+Deletes a stored credential, every field or only --field. A secret the configured master
+key cannot decrypt is deleted only with --force (it is lost).",
+        "\
+  syncd credentials delete acme/ingram
+  syncd credentials delete acme/hubspot --field refresh_token
+  syncd credentials delete acme/ingram --force",
+    ),
+    (
         "completions",
         "\
 Prints a completion script for SHELL on stdout: subcommands, options and their values. It

@@ -47,14 +47,14 @@ impl<'a> Apollo<'a> {
     ) -> Result<Value, Outcome> {
         let env = &self.env;
         let host = env.host();
-        let key = env.secret(env.spec.api_key_env.as_deref().unwrap_or_default())?;
+        let key = env.secret("api_key").await?;
         let url = format!("{}/api/v1{path}", env.spec.base_url());
         let what = path.split('?').next().unwrap_or(path);
         env.acquire(Api::Apollo).await?;
         let mut req = env
             .http
             .request(method, &url)
-            .header("x-api-key", key)
+            .header("x-api-key", secrecy::ExposeSecret::expose_secret(&key))
             .header(reqwest::header::CACHE_CONTROL, "no-cache");
         if let Some(b) = body {
             req = req.json(b);

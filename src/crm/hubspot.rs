@@ -77,13 +77,15 @@ impl<'a> HubSpot<'a> {
 
     async fn bearer(&self, rejected: Option<&str>) -> Result<(String, bool), Outcome> {
         let spec = self.env.spec;
-        if let Some(var) = &spec.token_env {
-            return Ok((self.env.secret(var)?, false));
+        if !spec.is_oauth() {
+            let token = self.env.secret("token").await?;
+            return Ok((
+                secrecy::ExposeSecret::expose_secret(&token).to_string(),
+                false,
+            ));
         }
         let app = oauth::OAuthApp {
             client_id: spec.client_id.as_deref().unwrap_or_default(),
-            client_secret_env: spec.client_secret_env.as_deref().unwrap_or_default(),
-            refresh_token_env: spec.refresh_token_env.as_deref().unwrap_or_default(),
         };
         Ok((oauth::access_token(&self.env, &app, rejected).await?, true))
     }
@@ -231,7 +233,7 @@ impl<'a> HubSpot<'a> {
             false,
         )
         .await?;
-        let how = if self.env.spec.token_env.is_some() {
+        let how = if !self.env.spec.is_oauth() {
             "private app token"
         } else {
             "OAuth (token refreshed)"

@@ -15,6 +15,7 @@ use crate::outcome::Outcome;
 use crate::store::Store;
 use chrono::Utc;
 use limiter::{Budget, Limiter};
+use secrecy::SecretString;
 use std::time::Duration;
 
 /// What a CRM client needs.
@@ -34,6 +35,8 @@ pub struct CrmEnv<'a> {
     pub spec: &'a CrmSpec,
     /// How long a call may wait in place for quota (longer: the run stops and continues later).
     pub max_wait: Duration,
+    /// Where secrets come from (environment or the encrypted credential store).
+    pub secrets: &'a crate::credentials::Secrets,
 }
 
 /// Which of a provider's budgets a call spends.
@@ -127,14 +130,15 @@ impl<'a> CrmEnv<'a> {
         }
     }
 
-    /// The secret in environment variable `var`.
-    pub fn secret(&self, var: &str) -> Result<String, Outcome> {
-        std::env::var(var).map_err(|_| Outcome::Misconfigured {
-            message: format!(
-                "{}/{}: environment variable {var} is not set",
-                self.tenant, self.spec.name
-            ),
-        })
+    /// The secret `field` (`token`, `client_secret`, `refresh_token`, `api_key`) of this
+    /// source, from its stored credential or the environment variable the catalog names.
+    pub async fn secret(&self, field: &str) -> Result<SecretString, Outcome> {
+        let Some(r) = self.spec.secret_ref(field) else {
+            return Err(Outcome::Misconfigured {
+                message: format!("{}: the catalog gives no `{field}`", self.target()),
+            });
+        };
+        self.secrets.resolve(&self.target(), &r).await
     }
 
     /// `tenant/name`.

@@ -27,14 +27,45 @@ struct TokenResponse {
     expires_in: i64,
 }
 
-/// The OAuth settings of a `[[crm]]` entry.
+/// The OAuth settings of a `[[crm]]` entry (its secrets, `client_secret` and
+/// `refresh_token`, are resolved through [`CrmEnv::secret`]).
 pub struct OAuthApp<'a> {
     /// The app's client id.
     pub client_id: &'a str,
-    /// Environment variable of the client secret.
-    pub client_secret_env: &'a str,
-    /// Environment variable of the refresh token granted at install.
-    pub refresh_token_env: &'a str,
+}
+
+/// The associated data that binds a sealed OAuth token to its row and column.
+fn token_ad(env: &CrmEnv<'_>, column: &str) -> String {
+    format!(
+        "syncd/oauth/v1\0{}\0{}\0{column}",
+        env.tenant, env.spec.name
+    )
+}
+
+/// Seals a token for `oauth_tokens`: the rotated tokens are kept encrypted like every other
+/// stored secret, so OAuth needs the master key.
+fn seal(env: &CrmEnv<'_>, column: &str, token: &str) -> Result<String, Outcome> {
+    env.secrets
+        .seal_text(&token_ad(env, column), token)
+        .map_err(|e| Outcome::Misconfigured {
+            message: format!(
+                "{}: OAuth tokens are stored encrypted, but {e}",
+                env.target()
+            ),
+        })
+}
+
+/// Opens a token read from `oauth_tokens`.
+fn open(env: &CrmEnv<'_>, column: &str, text: &str) -> Result<String, Outcome> {
+    env.secrets
+        .open_text(&token_ad(env, column), text)
+        .map(|s| secrecy::ExposeSecret::expose_secret(&s).to_string())
+        .map_err(|e| Outcome::Misconfigured {
+            message: format!(
+                "{}: {e}; it was kept as it is. Put the original master key back, or re-authorise the app and store the new refresh token",
+                env.target()
+            ),
+        })
 }
 
 /// A usable access token. `rejected` is a token the API just refused as expired: it is not
@@ -46,10 +77,12 @@ pub async fn access_token(
 ) -> Result<String, Outcome> {
     let (tenant, name) = (env.tenant, env.spec.name.as_str());
     let db = |e: sqlx::Error| Outcome::transient(format!("syncd's state database failed: {e}"));
-    let seed = env.secret(app.refresh_token_env)?;
+    let seed = env.secret("refresh_token").await?;
+    let seed = secrecy::ExposeSecret::expose_secret(&seed);
     let seed_fp = hex(&Sha256::digest(seed.as_bytes()));
+    let sealed_seed = seal(env, "refresh_token", seed)?;
     env.store
-        .oauth_seed(tenant, name, &seed, &seed_fp)
+        .oauth_seed(tenant, name, &sealed_seed, &seed_fp)
         .await
         .map_err(db)?;
     let margin = chrono::Duration::from_std(env.config.oauth_refresh_margin).unwrap_or_default();
@@ -63,9 +96,11 @@ pub async fn access_token(
             .ok_or_else(|| Outcome::transient("the OAuth token row vanished"))?;
         if let (Some(access), Some(expires)) = (&tokens.access_token, tokens.access_expires_at)
             && expires - margin > Utc::now()
-            && Some(access.as_str()) != rejected
         {
-            return Ok(access.clone());
+            let access = open(env, "access_token", access)?;
+            if Some(access.as_str()) != rejected {
+                return Ok(access);
+            }
         }
         let until = Utc::now() + chrono::Duration::from_std(LEASE).unwrap_or_default();
         if env
@@ -79,26 +114,44 @@ pub async fn access_token(
             if let Some(t) = &fresh
                 && let (Some(access), Some(expires)) = (&t.access_token, t.access_expires_at)
                 && expires - margin > Utc::now()
-                && Some(access.as_str()) != rejected
             {
-                env.store.oauth_release(tenant, name).await.map_err(db)?;
-                return Ok(access.clone());
+                let access = open(env, "access_token", access)?;
+                if Some(access.as_str()) != rejected {
+                    env.store.oauth_release(tenant, name).await.map_err(db)?;
+                    return Ok(access);
+                }
             }
-            let refresh_token = fresh
+            let sealed_refresh = fresh
                 .map(|t| t.refresh_token)
                 .unwrap_or(tokens.refresh_token);
+            let refresh_token = match open(env, "refresh_token", &sealed_refresh) {
+                Ok(t) => t,
+                Err(outcome) => {
+                    let _ = env.store.oauth_release(tenant, name).await;
+                    return Err(outcome);
+                }
+            };
             let result = refresh(env, app, &refresh_token).await;
             match result {
                 Ok(t) => {
                     let expires_at = Utc::now() + chrono::Duration::seconds(t.expires_in.max(0));
                     let next_refresh = t.refresh_token.as_deref().unwrap_or(&refresh_token);
+                    let sealed = seal(env, "access_token", &t.access_token)
+                        .and_then(|a| Ok((a, seal(env, "refresh_token", next_refresh)?)));
+                    let (sealed_access, sealed_refresh) = match sealed {
+                        Ok(s) => s,
+                        Err(outcome) => {
+                            let _ = env.store.oauth_release(tenant, name).await;
+                            return Err(outcome);
+                        }
+                    };
                     env.store
                         .oauth_store_refreshed(
                             tenant,
                             name,
-                            &t.access_token,
+                            &sealed_access,
                             expires_at,
-                            next_refresh,
+                            &sealed_refresh,
                         )
                         .await
                         .map_err(db)?;
@@ -136,7 +189,8 @@ async fn refresh(
     app: &OAuthApp<'_>,
     refresh_token: &str,
 ) -> Result<TokenResponse, Outcome> {
-    let secret = env.secret(app.client_secret_env)?;
+    let secret = env.secret("client_secret").await?;
+    let secret = secrecy::ExposeSecret::expose_secret(&secret);
     let url = format!("{}/oauth/v1/token", env.spec.base_url());
     let host = env.host();
     let resp = env
@@ -145,7 +199,7 @@ async fn refresh(
         .form(&[
             ("grant_type", "refresh_token"),
             ("client_id", app.client_id),
-            ("client_secret", secret.as_str()),
+            ("client_secret", secret),
             ("refresh_token", refresh_token),
         ])
         .send()

@@ -8,11 +8,12 @@
 //! control connection's session), and a file that is still being written caught by
 //! comparing SIZE and MDTM before and after the transfer.
 
-use super::{FetchOptions, Fetched, Spool, secret};
+use super::{FetchOptions, Fetched, Spool, required};
 use crate::catalog::{Auth, FeedSpec};
 use crate::outcome::Outcome;
 use crate::store::sync_state::Validators;
 use chrono::{DateTime, Utc};
+use secrecy::SecretString;
 use std::sync::Arc;
 use std::time::Duration;
 use suppaftp::tokio::{AsyncRustlsConnector, AsyncRustlsFtpStream};
@@ -124,7 +125,12 @@ fn tls_connector(spec: &FeedSpec) -> Result<AsyncRustlsConnector, Outcome> {
     ))
 }
 
-async fn open(spec: &FeedSpec, url: &url::Url, timeouts: Timeouts) -> Result<Session, Outcome> {
+async fn open(
+    spec: &FeedSpec,
+    url: &url::Url,
+    timeouts: Timeouts,
+    secret: Option<&SecretString>,
+) -> Result<Session, Outcome> {
     let host = url.host_str().unwrap_or_default().to_string();
     let port = url.port().unwrap_or(21);
     let path = percent_decode(url.path());
@@ -150,20 +156,20 @@ async fn open(spec: &FeedSpec, url: &url::Url, timeouts: Timeouts) -> Result<Ses
         )
         .await?;
     }
-    let (user, password) = match &spec.auth {
-        Some(a @ Auth::Basic { username, .. }) => (username.clone(), secret(a)?),
+    let (user, password): (String, &str) = match &spec.auth {
+        Some(Auth::Basic { username, .. }) => (username.clone(), required(secret)?),
         Some(Auth::Bearer { .. } | Auth::SshKey { .. }) => {
             return Err(Outcome::Misconfigured {
                 message: format!("{what}: FTP needs `auth.kind = \"basic\"`"),
             });
         }
-        None => ("anonymous".to_string(), "anonymous@".to_string()),
+        None => ("anonymous".to_string(), "anonymous@"),
     };
     let login_what = format!("{what} (login as {user})");
     step(
         &login_what,
         timeouts.read,
-        ftp.login(user.as_str(), password.as_str()),
+        ftp.login(user.as_str(), password),
     )
     .await?;
     step(&what, timeouts.read, ftp.transfer_type(FileType::Binary)).await?;
@@ -217,7 +223,7 @@ pub async fn fetch(
     opts: FetchOptions<'_>,
     timeouts: Timeouts,
 ) -> Result<Fetched, Outcome> {
-    let mut s = open(spec, url, timeouts).await?;
+    let mut s = open(spec, url, timeouts, opts.secret).await?;
     let before = s.stat().await?;
     if !opts.force
         && opts.previous.size == Some(before.size as i64)
@@ -287,8 +293,13 @@ pub async fn fetch(
 }
 
 /// Logs in and asks for SIZE and MDTM: reachability, credentials and the file, no download.
-pub async fn probe(spec: &FeedSpec, url: &url::Url, timeouts: Timeouts) -> Result<String, Outcome> {
-    let mut s = open(spec, url, timeouts).await?;
+pub async fn probe(
+    spec: &FeedSpec,
+    url: &url::Url,
+    timeouts: Timeouts,
+    secret: Option<&SecretString>,
+) -> Result<String, Outcome> {
+    let mut s = open(spec, url, timeouts, secret).await?;
     let stat = s.stat().await?;
     let what = s.what.clone();
     s.quit().await;

@@ -1,6 +1,6 @@
 //! HTTP(S) downloads: conditional GET, streamed to a temporary file.
 
-use super::{FetchOptions, Fetched, Spool, secret};
+use super::{FetchOptions, Fetched, Spool, required};
 use crate::catalog::Auth;
 use crate::outcome::{Outcome, classify_http_status, parse_retry_after};
 use crate::store::sync_state::Validators;
@@ -70,8 +70,10 @@ pub async fn fetch(
     let what = format!("GET {}", shown_url(url));
     let mut req = client.get(url.clone());
     match auth {
-        Some(a @ Auth::Basic { username, .. }) => req = req.basic_auth(username, Some(secret(a)?)),
-        Some(a @ Auth::Bearer { .. }) => req = req.bearer_auth(secret(a)?),
+        Some(Auth::Basic { username, .. }) => {
+            req = req.basic_auth(username, Some(required(opts.secret)?))
+        }
+        Some(Auth::Bearer { .. }) => req = req.bearer_auth(required(opts.secret)?),
         Some(Auth::SshKey { .. }) => return Err(super::ssh_key_outside_sftp()),
         None => {}
     }

@@ -12,9 +12,10 @@ pub mod parse;
 pub mod probe;
 pub mod sftp;
 
-use crate::catalog::{Auth, FeedSpec};
+use crate::catalog::FeedSpec;
 use crate::outcome::Outcome;
 use crate::store::sync_state::Validators;
+use secrecy::SecretString;
 use std::path::Path;
 use tempfile::NamedTempFile;
 
@@ -45,6 +46,8 @@ pub struct FetchOptions<'a> {
     pub work_dir: &'a Path,
     /// Largest file accepted.
     pub max_bytes: u64,
+    /// The feed's secret (password or token), resolved by [`secret`].
+    pub secret: Option<&'a SecretString>,
 }
 
 /// Fetches `spec` with the transport its URL names.
@@ -68,17 +71,31 @@ pub async fn fetch(
     }
 }
 
-/// A secret named by the catalog, read from the environment now (so a rotated secret is
-/// picked up without a restart).
-pub fn secret(auth: &Auth) -> Result<String, Outcome> {
-    let Some(var) = auth.secret_env() else {
-        return Err(Outcome::Misconfigured {
-            message: "the feed's `auth` names no secret".into(),
-        });
-    };
-    std::env::var(var).map_err(|_| Outcome::Misconfigured {
-        message: format!("environment variable {var} (named in the feed's `auth`) is not set"),
-    })
+/// The feed's secret, read now through the resolver (environment variable or stored
+/// credential), so a rotated secret is picked up without a restart; `None` without `auth`
+/// or for an `ssh_key` whose key file has no passphrase.
+pub async fn secret(
+    secrets: &crate::credentials::Secrets,
+    tenant: &str,
+    spec: &FeedSpec,
+) -> Result<Option<SecretString>, Outcome> {
+    match spec.auth.as_ref().and_then(|a| a.secret_ref()) {
+        Some(r) => secrets
+            .resolve(&format!("{tenant}/{}", spec.name), &r)
+            .await
+            .map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The resolved secret of an `auth` that needs one.
+pub(crate) fn required(secret: Option<&SecretString>) -> Result<&str, Outcome> {
+    use secrecy::ExposeSecret;
+    secret
+        .map(|s| s.expose_secret())
+        .ok_or_else(|| Outcome::Misconfigured {
+            message: "the feed's `auth` secret was not resolved".into(),
+        })
 }
 
 /// `auth.kind = "ssh_key"` on a feed that is not SFTP (the catalog check refuses it first).

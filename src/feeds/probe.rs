@@ -3,10 +3,11 @@
 //! refused; FTP and SFTP: login, then the file's size and time; files: stat).
 
 use super::http::{classify_reqwest, shown_url};
-use super::secret;
+use super::required;
 use crate::catalog::{Auth, FeedSpec};
 use crate::outcome::{Outcome, classify_http_status};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LAST_MODIFIED, RANGE};
+use secrecy::SecretString;
 use serde::Serialize;
 
 /// The verdict of a connection test.
@@ -78,6 +79,7 @@ pub async fn test(
     http: &reqwest::Client,
     spec: &FeedSpec,
     timeouts: super::ftp::Timeouts,
+    secret: Option<&SecretString>,
 ) -> Probe {
     let url = match url::Url::parse(&spec.url) {
         Ok(u) => u,
@@ -89,16 +91,16 @@ pub async fn test(
         }
     };
     match url.scheme() {
-        "http" | "https" => test_http(http, &url, spec.auth.as_ref()).await,
+        "http" | "https" => test_http(http, &url, spec.auth.as_ref(), secret).await,
         "file" => test_file(&url),
-        "ftp" | "ftps" => match super::ftp::probe(spec, &url, timeouts).await {
+        "ftp" | "ftps" => match super::ftp::probe(spec, &url, timeouts, secret).await {
             Ok(detail) => Probe {
                 verdict: Verdict::Ok,
                 detail,
             },
             Err(outcome) => Probe::from_outcome(outcome),
         },
-        "sftp" => match super::sftp::probe(spec, &url, timeouts).await {
+        "sftp" => match super::sftp::probe(spec, &url, timeouts, secret).await {
             Ok(detail) => Probe {
                 verdict: Verdict::Ok,
                 detail,
@@ -112,12 +114,17 @@ pub async fn test(
     }
 }
 
-async fn test_http(http: &reqwest::Client, url: &url::Url, auth: Option<&Auth>) -> Probe {
+async fn test_http(
+    http: &reqwest::Client,
+    url: &url::Url,
+    auth: Option<&Auth>,
+    secret: Option<&SecretString>,
+) -> Probe {
     let request = |method: reqwest::Method| -> Result<reqwest::RequestBuilder, Outcome> {
         let req = http.request(method, url.clone());
         Ok(match auth {
-            Some(a @ Auth::Basic { username, .. }) => req.basic_auth(username, Some(secret(a)?)),
-            Some(a @ Auth::Bearer { .. }) => req.bearer_auth(secret(a)?),
+            Some(Auth::Basic { username, .. }) => req.basic_auth(username, Some(required(secret)?)),
+            Some(Auth::Bearer { .. }) => req.bearer_auth(required(secret)?),
             Some(Auth::SshKey { .. }) => return Err(super::ssh_key_outside_sftp()),
             None => req,
         })

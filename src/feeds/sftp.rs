@@ -12,7 +12,7 @@
 //! the first key seen would hand the password to whoever answers first, unnoticed.
 
 use super::ftp::Timeouts;
-use super::{FetchOptions, Fetched, Spool};
+use super::{FetchOptions, Fetched, Spool, required};
 use crate::catalog::{Auth, FeedSpec};
 use crate::outcome::Outcome;
 use crate::store::sync_state::Validators;
@@ -24,6 +24,7 @@ use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh_sftp::client::SftpSession;
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::protocol::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
@@ -237,10 +238,11 @@ async fn login(
     ssh: &mut Handle<Client>,
     what: &str,
     timeouts: Timeouts,
+    secret: Option<&SecretString>,
 ) -> Result<String, Outcome> {
     let (user, result, method) = match &spec.auth {
-        Some(a @ Auth::Basic { username, .. }) => {
-            let password = super::secret(a)?;
+        Some(Auth::Basic { username, .. }) => {
+            let password = required(secret)?;
             let what = format!("{what} (login as {username})");
             let r = step(
                 &what,
@@ -251,25 +253,19 @@ async fn login(
             .await?;
             (username.clone(), r, "password")
         }
-        Some(
-            a @ Auth::SshKey {
-                username,
-                key_file,
-                passphrase_env,
-            },
-        ) => {
-            let passphrase = match passphrase_env {
-                Some(_) => Some(super::secret(a)?),
-                None => None,
-            };
+        Some(Auth::SshKey {
+            username, key_file, ..
+        }) => {
+            // The passphrase, if the catalog names one (`passphrase_env` or `credential`).
+            let passphrase = secret.map(|s| s.expose_secret());
             let key =
-                russh::keys::load_secret_key(key_file, passphrase.as_deref()).map_err(|e| {
+                russh::keys::load_secret_key(key_file, passphrase).map_err(|e| {
                     Outcome::Misconfigured {
                         message: format!(
                             "{what}: cannot use the private key {} ({e}){}",
                             key_file.display(),
                             if passphrase.is_none() {
-                                "; if it is encrypted, name its passphrase in `passphrase_env`"
+                                "; if it is encrypted, name its passphrase in `passphrase_env` or `credential`"
                             } else {
                                 ""
                             }
@@ -332,7 +328,12 @@ async fn login(
     }
 }
 
-async fn open(spec: &FeedSpec, url: &url::Url, timeouts: Timeouts) -> Result<Session, Outcome> {
+async fn open(
+    spec: &FeedSpec,
+    url: &url::Url,
+    timeouts: Timeouts,
+    secret: Option<&SecretString>,
+) -> Result<Session, Outcome> {
     let host = url.host_str().unwrap_or_default().to_string();
     let port = url.port().unwrap_or(22);
     let path = remote_path(url);
@@ -368,7 +369,7 @@ async fn open(spec: &FeedSpec, url: &url::Url, timeouts: Timeouts) -> Result<Ses
         classify_ssh,
     )
     .await?;
-    let user = login(spec, &mut ssh, &what, timeouts).await?;
+    let user = login(spec, &mut ssh, &what, timeouts, secret).await?;
     let channel = step(&what, timeouts.read, ssh.channel_open_session(), |w, e| {
         classify_ssh(w, SshError::Ssh(e))
     })
@@ -447,7 +448,7 @@ pub async fn fetch(
     opts: FetchOptions<'_>,
     timeouts: Timeouts,
 ) -> Result<Fetched, Outcome> {
-    let s = open(spec, url, timeouts).await?;
+    let s = open(spec, url, timeouts, opts.secret).await?;
     let before = s.stat().await?;
     if !opts.force
         && opts.previous.size == Some(before.size as i64)
@@ -522,8 +523,13 @@ pub async fn fetch(
 }
 
 /// Logs in and stats the file: reachability, host key, credentials and the file, no download.
-pub async fn probe(spec: &FeedSpec, url: &url::Url, timeouts: Timeouts) -> Result<String, Outcome> {
-    let s = open(spec, url, timeouts).await?;
+pub async fn probe(
+    spec: &FeedSpec,
+    url: &url::Url,
+    timeouts: Timeouts,
+    secret: Option<&SecretString>,
+) -> Result<String, Outcome> {
+    let s = open(spec, url, timeouts, secret).await?;
     let stat = s.stat().await?;
     let mut detail = format!(
         "{}: logged in as {}, the file is {} bytes",

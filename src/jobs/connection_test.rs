@@ -5,6 +5,7 @@
 use super::JobContext;
 use crate::catalog::{Catalog, CrmProvider};
 use crate::config::Config;
+use crate::credentials::Secrets;
 use crate::crm::CrmEnv;
 use crate::crm::apollo::Apollo;
 use crate::crm::hubspot::HubSpot;
@@ -26,6 +27,7 @@ pub async fn run(ctx: &JobContext, tenant: &str, integration: &str) -> anyhow::R
         &ctx.http,
         &ctx.config,
         &ctx.limiter,
+        &ctx.secrets,
         tenant,
         integration,
     )
@@ -33,18 +35,24 @@ pub async fn run(ctx: &JobContext, tenant: &str, integration: &str) -> anyhow::R
 }
 
 /// The same, with only what a test needs (the CLI has no queue at hand).
+#[allow(clippy::too_many_arguments)]
 pub async fn run_with(
     store: &Store,
     catalog: &Catalog,
     http: &reqwest::Client,
     config: &Config,
     limiter: &Limiter,
+    secrets: &Secrets,
     tenant: &str,
     integration: &str,
 ) -> anyhow::Result<Probe> {
     let (result, kind) = if let Some(spec) = catalog.feed(tenant, integration) {
         let timeouts = super::ftp_timeouts(config);
-        (probe::test(http, spec, timeouts).await, "feed")
+        let probe = match crate::feeds::secret(secrets, tenant, spec).await {
+            Ok(secret) => probe::test(http, spec, timeouts, secret.as_ref()).await,
+            Err(outcome) => Probe::from_outcome(outcome),
+        };
+        (probe, "feed")
     } else if let Some(spec) = catalog.crm(tenant, integration) {
         let env = CrmEnv {
             http,
@@ -55,6 +63,7 @@ pub async fn run_with(
             spec,
             // A person is waiting for the answer, and a test spends one call.
             max_wait: Duration::from_secs(30),
+            secrets,
         };
         let answer = match spec.provider {
             CrmProvider::Hubspot => HubSpot::new(env).test().await,
@@ -84,6 +93,7 @@ pub async fn run_with(
             )
             .await?;
         store.unpause(tenant, integration).await?;
+        secrets.record_use(catalog, tenant, integration).await;
         info!(verdict = result.verdict.as_str(), detail = %result.detail, resolved_issues = resolved, "connection test passed");
     } else {
         warn!(verdict = result.verdict.as_str(), detail = %result.detail, "connection test failed");

@@ -37,12 +37,17 @@ pub async fn run(ctx: &JobContext, job: &Job) -> RunResult {
             mtime: s.source_mtime,
         })
         .unwrap_or_default();
+    let secret = match feeds::secret(&ctx.secrets, &job.tenant, spec).await {
+        Ok(s) => s,
+        Err(outcome) => return RunResult::outcome(outcome),
+    };
     let work_dir = ctx.work_dir();
     let opts = FetchOptions {
         force: job.force,
         previous: &previous,
         work_dir: &work_dir,
         max_bytes: ctx.config.feeds.max_download_bytes,
+        secret: secret.as_ref(),
     };
     let (file, bytes, validators) =
         match feeds::fetch(&ctx.http, spec, opts, super::ftp_timeouts(&ctx.config)).await {

@@ -72,6 +72,8 @@ pub enum Trigger {
     Retry,
     /// The rest of a run that stopped to wait for a provider's quota.
     Continue,
+    /// A stored credential was set (`syncd credentials set`): its integrations are tested.
+    CredentialChange,
 }
 
 /// The payload of every queued job.
@@ -182,6 +184,8 @@ pub struct JobContext {
     pub queue: Queue,
     /// Rate limits of the CRM providers (shared by all nodes on the Redis queue).
     pub limiter: crate::crm::limiter::Limiter,
+    /// The secret resolver (environment variables and the encrypted credential store).
+    pub secrets: crate::credentials::Secrets,
 }
 
 impl JobContext {
@@ -204,6 +208,7 @@ impl JobContext {
             tenant,
             spec,
             max_wait: self.config.crm.max_inline_wait,
+            secrets: &self.secrets,
         }
     }
 
@@ -397,6 +402,9 @@ pub async fn apply_outcome(ctx: &JobContext, job: &Job, result: RunResult) -> an
                 store.record_changes(tenant, integration, changes).await?;
             }
             let resolved = store.resolve_issues(tenant, integration, None).await?;
+            ctx.secrets
+                .record_use(ctx.catalog(), tenant, integration)
+                .await;
             info!(outcome = label, %detail, resolved_issues = resolved, "success");
         }
         Outcome::Transient {
@@ -452,7 +460,10 @@ pub async fn apply_outcome(ctx: &JobContext, job: &Job, result: RunResult) -> an
                 .await?;
             raise(ctx, job, IssueKind::CredentialsRejected, message).await?;
             let salt = format!("{:016x}", rand::random::<u64>());
-            let fp = secret_fingerprint(ctx.catalog(), tenant, integration, &salt);
+            let fp = ctx
+                .secrets
+                .fingerprint(ctx.catalog(), tenant, integration, &salt)
+                .await;
             store
                 .pause(tenant, integration, message, fp.as_deref())
                 .await?;
@@ -476,34 +487,11 @@ pub async fn apply_outcome(ctx: &JobContext, job: &Job, result: RunResult) -> an
     Ok(())
 }
 
-/// A salted SHA-256 of the integration's current secret, as `salt$hex`; `None` when it has
-/// no secret or the variable is not set. Stored when credentials are refused, so that a
-/// changed secret (a restart with a renewed environment file) lifts the pause by itself;
-/// the secret itself is never stored.
-pub fn secret_fingerprint(
-    catalog: &Catalog,
-    tenant: &str,
-    integration: &str,
-    salt: &str,
-) -> Option<String> {
-    use sha2::{Digest, Sha256};
-    let envs = catalog.secret_envs(tenant, integration);
-    if envs.is_empty() {
-        return None;
-    }
-    let mut hasher = Sha256::new().chain_update(salt.as_bytes());
-    for env in envs {
-        let secret = std::env::var(env).ok()?;
-        hasher.update([0u8]);
-        hasher.update(secret.as_bytes());
-    }
-    let digest = hasher.finalize();
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    Some(format!("{salt}${hex}"))
-}
-
-/// Whether the secret in the environment differs from the one that was refused.
-pub fn secret_changed(
+/// Whether the secret `tenant/integration` uses now (from the environment or the credential
+/// store) differs from the one that was refused, whose fingerprint is `refused_fp`
+/// ([`crate::credentials::Secrets::fingerprint`]).
+pub async fn secret_changed(
+    secrets: &crate::credentials::Secrets,
     catalog: &Catalog,
     tenant: &str,
     integration: &str,
@@ -512,7 +500,10 @@ pub fn secret_changed(
     let Some((salt, _)) = refused_fp.split_once('$') else {
         return false;
     };
-    secret_fingerprint(catalog, tenant, integration, salt).is_some_and(|now| now != refused_fp)
+    secrets
+        .fingerprint(catalog, tenant, integration, salt)
+        .await
+        .is_some_and(|now| now != refused_fp)
 }
 
 async fn raise(ctx: &JobContext, job: &Job, kind: IssueKind, message: &str) -> anyhow::Result<()> {

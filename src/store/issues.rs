@@ -72,8 +72,9 @@ impl Store {
         Ok(())
     }
 
-    /// Resolves the open issues of an integration; `kinds = None` resolves all of them.
-    /// Returns how many were resolved.
+    /// Resolves the open issues of an integration; `kinds = None` resolves all of them but
+    /// `token_expiring` (a success says nothing about a credential's expiry date; replacing
+    /// the credential resolves it). Returns how many were resolved.
     pub async fn resolve_issues(
         &self,
         tenant: &str,
@@ -86,11 +87,12 @@ impl Store {
             None => {
                 total += sqlx::query(
                     "UPDATE issues SET resolved_at = ?
-                     WHERE tenant = ? AND integration = ? AND resolved_at IS NULL",
+                     WHERE tenant = ? AND integration = ? AND resolved_at IS NULL AND kind <> ?",
                 )
                 .bind(now)
                 .bind(tenant)
                 .bind(integration)
+                .bind(IssueKind::TokenExpiring.as_str())
                 .execute(self.pool())
                 .await?
                 .rows_affected();
@@ -154,12 +156,13 @@ pub fn hint(kind: IssueKind, tenant: &str, integration: &str) -> String {
     let target = format!("{tenant}/{integration}");
     match kind {
         IssueKind::CredentialsRejected => format!(
-            "The source refused our credentials (password, API key or OAuth token). Renew \
-             them in the environment variable the catalog names, then run a connection test \
-             (`syncd test-connection {target}`): when it passes, the pause ends. A restart \
-             with a changed secret also resumes the integration, and `syncd refetch {target}` \
-             runs it once regardless. Scheduled runs are paused until then so that retries \
-             cannot lock the account."
+            "The source refused our credentials (password, API key or OAuth token). Re-enter \
+             them: for a stored credential `syncd credentials set` (see `syncd credentials \
+             list`), which queues a connection test at once; for one from the environment, \
+             renew the variable the catalog names, then run a connection test (`syncd \
+             test-connection {target}`). When the test passes, the pause ends. A restart with a changed secret also resumes \
+             the integration, and `syncd refetch {target}` runs it once regardless. Scheduled \
+             runs are paused until then so that retries cannot lock the account."
         ),
         IssueKind::ConnectionFailed => format!(
             "The source has been unreachable for several attempts in a row; syncd keeps \
@@ -184,6 +187,11 @@ pub fn hint(kind: IssueKind, tenant: &str, integration: &str) -> String {
         IssueKind::RetriesExhausted => format!(
             "syncd stopped retrying this run. Look at the other issues of {target} for the \
              cause; the next scheduled run tries again, or run `syncd refetch {target}` now."
+        ),
+        IssueKind::TokenExpiring => format!(
+            "Renew the credential with the provider before it lapses, then store the new one \
+             with `syncd credentials set {target}` (add `--expires-at` with the new expiry): \
+             syncd tests the connection at once and this issue is resolved."
         ),
         IssueKind::StaleData => format!(
             "Quotes may use outdated prices. Check the other issues of {target}, then force a \

@@ -9,6 +9,7 @@
 
 pub mod admin_tokens;
 pub mod companies;
+pub mod credentials;
 pub mod issues;
 pub mod job_runs;
 pub mod oauth;

@@ -1,4 +1,6 @@
 //! OAuth tokens per integration, and the lease that lets one process refresh at a time.
+//! The tokens arrive here already sealed under the master key ([`crate::crm::oauth`]); a row
+//! written before encryption existed holds plain text until its next refresh.
 
 use super::Store;
 use chrono::{DateTime, Utc};
@@ -6,9 +8,9 @@ use chrono::{DateTime, Utc};
 /// The stored tokens of one integration.
 #[derive(Clone, sqlx::FromRow)]
 pub struct StoredTokens {
-    /// The newest refresh token.
+    /// The newest refresh token (sealed).
     pub refresh_token: String,
-    /// The current access token, if any.
+    /// The current access token, if any (sealed).
     pub access_token: Option<String>,
     /// When it expires.
     pub access_expires_at: Option<DateTime<Utc>>,
@@ -23,8 +25,10 @@ impl std::fmt::Debug for StoredTokens {
 }
 
 impl Store {
-    /// Seeds the refresh token from the environment the first time, and again whenever the
-    /// environment holds a different one than was seeded (the app was re-authorised).
+    /// Seeds the refresh token from the environment or the credential store the first time,
+    /// and again whenever that holds a different one than was seeded (the app was
+    /// re-authorised). `seed_fp` is a SHA-256 of the seed, which compares seeds without
+    /// keeping one in clear.
     pub async fn oauth_seed(
         &self,
         tenant: &str,

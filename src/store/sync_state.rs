@@ -256,7 +256,7 @@ impl Store {
     }
 
     /// Suspends scheduled runs (credentials rejected). `secret_fp` identifies the refused
-    /// secret (see [`crate::jobs::secret_fingerprint`]).
+    /// secret (see [`crate::credentials::Secrets::fingerprint`]).
     pub async fn pause(
         &self,
         tenant: &str,

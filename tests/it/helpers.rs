@@ -47,6 +47,11 @@ impl TestEnv {
             extra: String::new(),
         };
         std::fs::create_dir_all(env.dir.path().join("jobs")).unwrap();
+        // The credential store's master key (OAuth tokens and stored credentials need one).
+        let key: String = (0..32)
+            .map(|_| format!("{:02x}", rand::random::<u8>()))
+            .collect();
+        std::fs::write(env.dir.path().join("master.key"), key).unwrap();
         env.write_config();
         env
     }
@@ -75,6 +80,8 @@ cap = "2s"
 max_attempts = 8
 [scheduler]
 spread = "0s"
+[credentials]
+key_file = "master.key"
 [admin]
 bind = "127.0.0.1:0"
 [log]
@@ -154,6 +161,26 @@ stock = "stock"
             .envs(vars.iter().copied())
             .output()
             .expect("run syncd")
+    }
+
+    /// Runs a CLI command with `input` on its standard input (a secret, as an admin pipes it).
+    pub fn run_with_stdin(&self, args: &[&str], input: &str, vars: &[(&str, &str)]) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .command(args)
+            .envs(vars.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run syncd");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().expect("run syncd")
     }
 
     /// Runs a CLI command that prints JSON and must succeed.
@@ -398,7 +425,11 @@ pub async fn job_context(env: &TestEnv) -> syncd::jobs::JobContext {
     let limiter = syncd::crm::limiter::Limiter::for_config(&config)
         .await
         .unwrap();
+    let secrets = syncd::credentials::Secrets::open(&config, &store)
+        .await
+        .unwrap();
     JobContext {
+        secrets,
         store,
         http: syncd::jobs::http_client(&config).unwrap(),
         config,

@@ -6,6 +6,7 @@ mod cdp;
 mod cli_help;
 mod config_errors;
 mod connection_tests;
+mod credentials;
 mod crm;
 mod example;
 mod fake_apollo;

@@ -599,6 +599,100 @@ async fn an_sftp_feed_logs_in_with_a_private_key_read_relative_to_the_catalog() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sftp_secrets_come_from_the_credential_store_a_password_and_a_key_passphrase() {
+    let server = SftpServer::start().await;
+    server.put("PRICE.ZIP", &zipped("PRICE.TXT", PRICES));
+    let env = TestEnv::sqlite();
+    let set = |secret: &str| {
+        let out = env.run_with_stdin(
+            &["credentials", "set", "acme/sftp"],
+            &format!("{secret}\n"),
+            &[],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    // The password login resolves its secret through the store (field `password`).
+    sftp_catalog(
+        &env,
+        &server.url("/PRICE.ZIP"),
+        r#"auth = { kind = "basic", username = "acme", credential = "acme/sftp" }"#,
+        Some(&server.host_key_line()),
+    );
+    assert!(set(PASSWORD).contains("`password` stored encrypted"));
+    import_once(&env, "prices", false, false).await;
+    assert_eq!(env.status_of("prices")["last_outcome"], "success");
+    assert_eq!(stored_prices(&env).await, expected_prices());
+
+    // An encrypted private key: its passphrase is the credential's `passphrase` field.
+    const PASSPHRASE: &str = "key-passphrase-from-the-store";
+    let encrypted = server
+        .client_key
+        .encrypt(&mut rand::rng(), PASSPHRASE)
+        .unwrap();
+    std::fs::write(
+        env.dir.path().join("jobs/acme_sftp_key"),
+        encrypted.to_openssh(LineEnding::LF).unwrap().as_bytes(),
+    )
+    .unwrap();
+    sftp_catalog(
+        &env,
+        &server.url("/PRICE.ZIP"),
+        r#"auth = { kind = "ssh_key", username = "acme", key_file = "acme_sftp_key", credential = "acme/sftp" }"#,
+        Some(&server.host_key_line()),
+    );
+    let out = env.run(&["test-connection", "acme/prices"]);
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "no passphrase stored yet: {line}");
+    assert!(
+        line.starts_with("acme/prices: misconfigured: ") && line.contains("--field passphrase"),
+        "{line}"
+    );
+    assert!(set(PASSPHRASE).contains("`passphrase` stored encrypted"));
+    let out = env.run(&["test-connection", "acme/prices"]);
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{line}");
+    assert!(line.contains("logged in as acme"), "{line}");
+
+    // Both fields are listed masked; neither secret reaches an output.
+    let listing = String::from_utf8_lossy(&env.run(&["credentials", "list"]).stdout).into_owned();
+    for secret in [PASSWORD, PASSPHRASE] {
+        assert!(!listing.contains(secret) && !line.contains(secret));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ssh_key_passphrase_comes_from_one_source_and_only_from_the_tenants_own_credentials() {
+    let env = TestEnv::sqlite();
+    std::fs::write(env.dir.path().join("jobs/k"), b"").unwrap();
+    for (auth, words) in [
+        (
+            r#"auth = { kind = "ssh_key", username = "u", key_file = "k", credential = "acme/f", passphrase_env = "X" }"#,
+            "not both",
+        ),
+        (
+            r#"auth = { kind = "ssh_key", username = "u", key_file = "k", credential = "globex/f" }"#,
+            "tenant `acme` may only use its own credentials",
+        ),
+    ] {
+        sftp_catalog(&env, "sftp://127.0.0.1/p.csv", auth, None);
+        let out = env.run(&["check-config"]);
+        let t = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{t}");
+        assert!(t.contains("acme.toml") && t.contains(words), "{t}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sftp_transfer_cut_off_mid_file_is_retried_and_then_succeeds_without_an_issue() {
     let rows: String = (0..20_000)
         .map(|i| format!("\"IM-{i}\";\"{:010},{:02}\";\"{}\"\n", i, i % 100, i % 7))
