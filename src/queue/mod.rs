@@ -6,7 +6,8 @@
 //!   job: the engine pushes a new task with a later `run_at` and finishes the current one;
 //! - `run_at` has whole-second resolution, so run-at times are rounded *up*: a retry is
 //!   never earlier than a provider's Retry-After;
-//! - an idle worker only notices new tasks when polled: we poll at `[queue] poll_interval`;
+//! - an idle worker only notices new tasks when polled (`[queue] poll_interval`) *and* on its
+//!   heartbeat, so the heartbeat is one second (see `heartbeat`), not half the orphan timeout;
 //! - a worker name may not be reused within the heartbeat window, so names carry the host,
 //!   the pid, a random boot id and the restart count;
 //! - a backend error kills a worker; the monitor restarts it after a growing pause, which is
