@@ -225,21 +225,16 @@ pub async fn fetch(
 ) -> Result<Fetched, Outcome> {
     let mut s = open(spec, url, timeouts, opts.secret).await?;
     let before = s.stat().await?;
-    if !opts.force
-        && opts.previous.size == Some(before.size as i64)
-        && before.mtime.is_some()
-        && opts.previous.mtime == before.mtime
-    {
-        s.quit().await;
-        return Ok(Fetched::Unchanged);
-    }
-    if before.size > opts.max_bytes {
-        let message = format!(
-            "{}: the file is {} bytes, more than [feeds] max_download_bytes ({})",
-            s.what, before.size, opts.max_bytes
-        );
-        s.quit().await;
-        return Err(Outcome::invalid(message));
+    match super::before_transfer(&s.what, before.size, before.mtime, &opts) {
+        Ok(None) => {}
+        Ok(Some(done)) => {
+            s.quit().await;
+            return Ok(done);
+        }
+        Err(e) => {
+            s.quit().await;
+            return Err(e);
+        }
     }
     let what = s.what.clone();
     let mut spool = Spool::create(&what, opts)?;

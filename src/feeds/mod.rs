@@ -50,6 +50,32 @@ pub struct FetchOptions<'a> {
     pub secret: Option<&'a SecretString>,
 }
 
+/// What a remote file's stat says before its transfer: `Some(Fetched::Unchanged)` when it
+/// has the size and modification time of the last import (and the run is not forced), an
+/// `invalid_feed` when it is over `[feeds] max_download_bytes`, `None` to download it. FTP
+/// and SFTP decide the same way.
+pub(crate) fn before_transfer(
+    what: &str,
+    size: u64,
+    mtime: Option<chrono::DateTime<chrono::Utc>>,
+    opts: &FetchOptions<'_>,
+) -> Result<Option<Fetched>, Outcome> {
+    if !opts.force
+        && opts.previous.size == Some(size as i64)
+        && mtime.is_some()
+        && opts.previous.mtime == mtime
+    {
+        return Ok(Some(Fetched::Unchanged));
+    }
+    if size > opts.max_bytes {
+        return Err(Outcome::invalid(format!(
+            "{what}: the file is {size} bytes, more than [feeds] max_download_bytes ({})",
+            opts.max_bytes
+        )));
+    }
+    Ok(None)
+}
+
 /// Fetches `spec` with the transport its URL names.
 pub async fn fetch(
     http: &reqwest::Client,
