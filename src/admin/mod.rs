@@ -14,7 +14,7 @@ pub mod tokens;
 use crate::jobs::JobContext;
 use crate::store::issues::IssueFilter;
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -182,7 +182,7 @@ async fn bearer_auth(State(state): State<AdminState>, mut req: Request, next: Ne
         );
         return resp;
     };
-    rate_limited(&state, &principal, req.headers().clone(), |p| {
+    rate_limited(&state, &principal, |p| {
         req.extensions_mut().insert(p);
         next.run(req)
     })
@@ -193,7 +193,6 @@ async fn bearer_auth(State(state): State<AdminState>, mut req: Request, next: Ne
 pub(crate) async fn rate_limited<F, Fut>(
     state: &AdminState,
     principal: &Principal,
-    _headers: HeaderMap,
     inner: F,
 ) -> Response
 where

@@ -79,7 +79,7 @@ pub(crate) async fn index(
         return login_page(StatusCode::OK, None);
     };
     let st = state.clone();
-    rate_limited(&state, &principal, headers, |p| async move {
+    rate_limited(&state, &principal, |p| async move {
         match dashboard(&st, &p, &csrf_of(&token), q.msg.as_deref()).await {
             Ok(html) => Html(html).into_response(),
             Err(e) => super::ApiError::internal(e).into_response(),
@@ -160,10 +160,7 @@ where
             .into_response();
     }
     let st = state.clone();
-    rate_limited(&state, &principal, headers, move |p| {
-        run(st, p, form.target)
-    })
-    .await
+    rate_limited(&state, &principal, move |p| run(st, p, form.target)).await
 }
 
 /// `POST /ui/refetch`
