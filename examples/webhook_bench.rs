@@ -160,16 +160,16 @@ fn main() -> anyhow::Result<()> {
 /// One committed transaction of price changes, one run (so one event) per entry.
 async fn insert(store: &syncd::store::Store, runs: &[String]) -> anyhow::Result<Instant> {
     let now = chrono::Utc::now();
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.db().begin().await?;
     for run in runs {
-        sqlx::query(
+        syncd::store::db::query(
             "INSERT INTO price_changes (tenant, feed, run, sku, change, old_price, new_price,
                  old_stock, new_stock, recorded_at)
              VALUES ('bench', 'prices', ?, 'SKU-1', 'changed', '1.00', '1.10', 5, 5, ?)",
         )
         .bind(run)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
     }
     tx.commit().await?;

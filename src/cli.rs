@@ -297,7 +297,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    Store::open_sqlite(&config.sqlite_path()).await
+    Store::open(config).await
 }
 
 async fn run(config: Config, catalog: Catalog) -> anyhow::Result<ExitCode> {
@@ -319,7 +319,7 @@ async fn run(config: Config, catalog: Catalog) -> anyhow::Result<ExitCode> {
     tokio::spawn(watch_signals(shutdown.clone()));
     info!(
         version = env!("CARGO_PKG_VERSION"),
-        state = %config.sqlite_path().display(),
+        state = %config.state_display(),
         queue = ?config.queue.backend,
         integrations = ctx.catalog.integrations().count(),
         "syncd started"
@@ -389,12 +389,22 @@ fn check_config(config: &Config, catalog: &Catalog) -> anyhow::Result<ExitCode> 
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "(no file: built-in defaults)".into());
     println!("config:          {source}");
-    println!(
-        "state database:  {} ({})",
-        crate::redact_url(&config.state.url),
-        config.sqlite_path().display()
-    );
+    if config.state_is_postgres() {
+        println!("state database:  {} (PostgreSQL)", config.state_display());
+    } else {
+        println!(
+            "state database:  {} ({})",
+            crate::redact_url(&config.state.url),
+            config.sqlite_path().display()
+        );
+    }
     match config.queue.backend {
+        crate::config::QueueBackend::Sqlite if config.state_is_postgres() => {
+            println!(
+                "queue backend:   sqlite ({}; one node only: use Redis to share work)",
+                config.queue_sqlite_path().display()
+            )
+        }
         crate::config::QueueBackend::Sqlite => {
             println!("queue backend:   sqlite (in the state database)")
         }

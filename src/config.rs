@@ -80,15 +80,19 @@ impl Default for Config {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateConfig {
-    /// Database URL. `sqlite://syncd.db` (relative to the config file's directory) or
-    /// `sqlite:///var/lib/syncd/syncd.db`. With the SQLite queue the same file holds the queue.
+    /// Database URL. `sqlite://syncd.db` (relative to the config file's directory),
+    /// `sqlite:///var/lib/syncd/syncd.db`, or `postgres://user@host:5432/syncd` for several
+    /// nodes. With the SQLite queue and SQLite state one file holds both.
     pub url: String,
+    /// Connections this node opens to PostgreSQL at most (SQLite: unused).
+    pub max_connections: u32,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
         Self {
             url: "sqlite://syncd.db".into(),
+            max_connections: 10,
         }
     }
 }
@@ -97,7 +101,8 @@ impl Default for StateConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum QueueBackend {
-    /// Embedded: the queue lives in the state SQLite file. One node.
+    /// Embedded: the queue lives in the state SQLite file (or in `[queue] sqlite_path` when
+    /// the state is PostgreSQL). One node.
     Sqlite,
     /// Redis: several nodes share the queue.
     Redis,
@@ -129,6 +134,9 @@ pub struct QueueConfig {
     /// A job whose worker died this many times without finishing is given up with a
     /// `retries_exhausted` issue instead of looping forever.
     pub max_interrupted_runs: u32,
+    /// The SQLite queue's file when the state is on PostgreSQL (relative to the config
+    /// file's directory). Unused otherwise: with SQLite state the queue shares its file.
+    pub sqlite_path: PathBuf,
 }
 
 impl Default for QueueConfig {
@@ -141,6 +149,7 @@ impl Default for QueueConfig {
             poll_interval: Duration::from_millis(500),
             orphan_timeout: Duration::from_secs(60),
             max_interrupted_runs: 3,
+            sqlite_path: PathBuf::from("syncd-queue.db"),
         }
     }
 }
@@ -553,11 +562,14 @@ impl Config {
             return Err("[credentials] expiry_warning must be greater than 0".into());
         }
         self.webhooks.validate()?;
-        if !self.state.url.starts_with("sqlite:") {
+        if !self.state.url.starts_with("sqlite:") && !self.state_is_postgres() {
             return Err(format!(
-                "[state] url must be a sqlite: URL (got `{}`)",
+                "[state] url must be a sqlite: or postgres:// URL (got `{}`)",
                 crate::redact_url(&self.state.url)
             ));
+        }
+        if self.state.max_connections == 0 {
+            return Err("[state] max_connections must be at least 1".into());
         }
         Ok(())
     }
@@ -573,6 +585,30 @@ impl Config {
             p.to_path_buf()
         } else {
             self.base_dir.join(p)
+        }
+    }
+
+    /// Whether `[state] url` names PostgreSQL.
+    pub fn state_is_postgres(&self) -> bool {
+        self.state.url.starts_with("postgres://") || self.state.url.starts_with("postgresql://")
+    }
+
+    /// Where the SQLite queue lives: the state file, or `[queue] sqlite_path` beside a
+    /// PostgreSQL state.
+    pub fn queue_sqlite_path(&self) -> PathBuf {
+        if self.state_is_postgres() {
+            self.resolve(&self.queue.sqlite_path)
+        } else {
+            self.sqlite_path()
+        }
+    }
+
+    /// A description of the state database for logs and `check-config` (no password).
+    pub fn state_display(&self) -> String {
+        if self.state_is_postgres() {
+            crate::redact_url(&self.state.url)
+        } else {
+            self.sqlite_path().display().to_string()
         }
     }
 

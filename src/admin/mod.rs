@@ -235,8 +235,8 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(state): State<AdminState>) -> Response {
-    let db = sqlx::query("SELECT 1")
-        .execute(state.ctx.store.pool())
+    let db = crate::store::db::query("SELECT 1")
+        .execute(state.ctx.store.db())
         .await
         .map_err(|e| e.to_string());
     let queue = state.ctx.queue.ping().await.map_err(|e| format!("{e:#}"));

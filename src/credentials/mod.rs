@@ -272,7 +272,7 @@ impl Secrets {
             _ => bail!(
                 "the master key from {} is not the key the credentials in {} were encrypted with; nothing was read, changed or deleted. Put the original key back (a changed or mistyped key file or variable?) and start again",
                 key.source(),
-                config.sqlite_path().display()
+                config.state_display()
             ),
         }
     }

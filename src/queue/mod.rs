@@ -68,12 +68,17 @@ impl Queue {
     pub async fn connect(config: Arc<Config>, store: &Store) -> anyhow::Result<Queue> {
         let backend = match config.queue.backend {
             QueueBackend::Sqlite => {
+                let pool = match store.sqlite_pool() {
+                    Some(pool) => pool.clone(),
+                    // PostgreSQL state: the embedded queue gets a file of its own.
+                    None => crate::store::open_sqlite_pool(&config.queue_sqlite_path()).await?,
+                };
                 let mut migrator = SqliteStorage::migrations();
                 migrator.set_ignore_missing(true);
-                crate::store::migrate(&migrator, store.pool())
+                crate::store::migrate(&migrator, &pool)
                     .await
-                    .context("cannot create the queue tables in the state database")?;
-                Backend::Sqlite(store.pool().clone())
+                    .context("cannot create the queue tables in the SQLite database")?;
+                Backend::Sqlite(pool)
             }
             QueueBackend::Redis => Backend::Redis(connect_redis(&config.queue.redis_url).await?),
         };

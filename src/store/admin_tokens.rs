@@ -1,6 +1,7 @@
 //! Admin API tokens, stored as SHA-256 digests.
 
 use super::Store;
+use super::db;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -30,7 +31,7 @@ impl Store {
         tenant: Option<&str>,
         sha256_hex: &str,
     ) -> sqlx::Result<()> {
-        sqlx::query(
+        db::query(
             "INSERT INTO admin_tokens (id, name, tenant, token_sha256, created_at)
              VALUES (?, ?, ?, ?, ?)",
         )
@@ -39,55 +40,54 @@ impl Store {
         .bind(tenant)
         .bind(sha256_hex)
         .bind(super::now())
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }
 
     /// The digest and tenant of an active token by id.
     pub async fn admin_token(&self, id: &str) -> sqlx::Result<Option<(String, Option<String>)>> {
-        sqlx::query_as(
+        db::query_as(
             "SELECT token_sha256, tenant FROM admin_tokens WHERE id = ? AND revoked_at IS NULL",
         )
         .bind(id)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.db())
         .await
     }
 
     /// Records that a token was accepted (at most about once a minute per token).
     pub async fn touch_admin_token(&self, id: &str) -> sqlx::Result<()> {
         let now = super::now();
-        sqlx::query(
+        db::query(
             "UPDATE admin_tokens SET last_used_at = ?
              WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
         )
         .bind(now)
         .bind(id)
         .bind(now - chrono::Duration::minutes(1))
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }
 
     /// Every token, newest first.
     pub async fn list_admin_tokens(&self) -> sqlx::Result<Vec<TokenInfo>> {
-        sqlx::query_as(
+        db::query_as(
             "SELECT id, name, tenant, created_at, last_used_at, revoked_at FROM admin_tokens
              ORDER BY created_at DESC",
         )
-        .fetch_all(self.pool())
+        .fetch_all(self.db())
         .await
     }
 
     /// Revokes a token; false when no active token has that id.
     pub async fn revoke_admin_token(&self, id: &str) -> sqlx::Result<bool> {
-        let r = sqlx::query(
-            "UPDATE admin_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-        )
-        .bind(super::now())
-        .bind(id)
-        .execute(self.pool())
-        .await?;
+        let r =
+            db::query("UPDATE admin_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(super::now())
+                .bind(id)
+                .execute(self.db())
+                .await?;
         Ok(r.rows_affected() == 1)
     }
 }

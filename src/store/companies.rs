@@ -3,6 +3,7 @@
 //! transaction (the source of `company.enriched` webhook events).
 
 use super::Store;
+use super::db;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -134,16 +135,19 @@ impl Store {
         rows: &[(String, Option<String>)],
     ) -> sqlx::Result<u64> {
         let now = super::now();
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self
+            .db()
+            .begin_write(&format!("companies/{tenant}"))
+            .await?;
         let mut added = 0;
         for (domain, name) in rows {
             let existed: Option<(i64,)> =
-                sqlx::query_as("SELECT 1 FROM companies WHERE tenant = ? AND domain = ?")
+                db::query_as("SELECT 1 FROM companies WHERE tenant = ? AND domain = ?")
                     .bind(tenant)
                     .bind(domain)
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&mut tx)
                     .await?;
-            sqlx::query(
+            db::query(
                 "INSERT INTO companies (tenant, domain, name, created_at, updated_at)
                  VALUES (?, ?, ?, ?, ?)
                  ON CONFLICT (tenant, domain) DO UPDATE SET
@@ -154,7 +158,7 @@ impl Store {
             .bind(name)
             .bind(now)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
             if existed.is_none() {
                 added += 1;
@@ -174,7 +178,10 @@ impl Store {
         companies: &[HubspotCompany],
     ) -> sqlx::Result<u64> {
         let now = super::now();
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self
+            .db()
+            .begin_write(&format!("companies/{tenant}"))
+            .await?;
         let mut changed = 0;
         for c in companies {
             let contacts = c.contacts.to_string();
@@ -189,13 +196,13 @@ impl Store {
                 Option<String>,
                 Option<String>,
             );
-            let before: Option<Kept> = sqlx::query_as(
+            let before: Option<Kept> = db::query_as(
                 "SELECT name, hubspot_id, industry, employee_count, country, contacts
                  FROM companies WHERE tenant = ? AND domain = ?",
             )
             .bind(tenant)
             .bind(&c.domain)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut tx)
             .await?;
             let now_kept: Kept = (
                 c.name.clone(),
@@ -206,7 +213,7 @@ impl Store {
                 Some(contacts.clone()),
             );
             let differs = before.is_none_or(|b| b != now_kept);
-            sqlx::query(
+            db::query(
                 "INSERT INTO companies (tenant, domain, name, hubspot_id, industry, employee_count,
                      country, contacts, hubspot_raw, hubspot_updated_at, created_at, updated_at)
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -233,7 +240,7 @@ impl Store {
             .bind(c.updated_at)
             .bind(now)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
             if differs {
                 changed += 1;
@@ -262,7 +269,7 @@ impl Store {
         before: DateTime<Utc>,
         limit: i64,
     ) -> sqlx::Result<Vec<String>> {
-        let rows: Vec<(String,)> = sqlx::query_as(
+        let rows: Vec<(String,)> = db::query_as(
             "SELECT domain FROM companies
              WHERE tenant = ? AND (enrichment_status = 'pending' OR enriched_at < ?)
              ORDER BY enriched_at IS NOT NULL, enriched_at, domain
@@ -271,7 +278,7 @@ impl Store {
         .bind(tenant)
         .bind(before)
         .bind(limit)
-        .fetch_all(self.pool())
+        .fetch_all(self.db())
         .await?;
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
@@ -287,13 +294,16 @@ impl Store {
         found: &[Enrichment],
     ) -> sqlx::Result<(u64, u64)> {
         let now = super::now();
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self
+            .db()
+            .begin_write(&format!("companies/{tenant}"))
+            .await?;
         let (mut enriched, mut no_data) = (0, 0);
         for domain in looked_up {
             match found.iter().find(|e| &e.domain == domain) {
                 Some(e) => {
                     enriched += 1;
-                    sqlx::query(
+                    db::query(
                         "UPDATE companies SET
                              name = COALESCE(name, ?),
                              industry = COALESCE(?, industry),
@@ -312,7 +322,7 @@ impl Store {
                     .bind(now)
                     .bind(tenant)
                     .bind(domain)
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await?;
                     let data = serde_json::json!({
                         "domain": e.domain,
@@ -327,7 +337,7 @@ impl Store {
                 None => {
                     no_data += 1;
                     // A company that had data keeps it; the lookup time moves on either way.
-                    sqlx::query(
+                    db::query(
                         "UPDATE companies SET
                              enrichment_status = CASE WHEN enrichment_status = 'enriched'
                                  THEN 'enriched' ELSE 'no_data' END,
@@ -338,7 +348,7 @@ impl Store {
                     .bind(now)
                     .bind(tenant)
                     .bind(domain)
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await?;
                 }
             }
@@ -349,12 +359,12 @@ impl Store {
 
     /// A tenant's companies by enrichment status.
     pub async fn company_counts(&self, tenant: &str) -> sqlx::Result<CompanyCounts> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
+        let rows: Vec<(String, i64)> = db::query_as(
             "SELECT enrichment_status, COUNT(*) FROM companies WHERE tenant = ?
              GROUP BY enrichment_status",
         )
         .bind(tenant)
-        .fetch_all(self.pool())
+        .fetch_all(self.db())
         .await?;
         let mut c = CompanyCounts::default();
         for (status, n) in rows {
@@ -370,11 +380,11 @@ impl Store {
 
     /// A tenant's companies, by domain.
     pub async fn companies(&self, tenant: &str) -> sqlx::Result<Vec<Company>> {
-        sqlx::query_as::<_, Company>(sqlx::AssertSqlSafe(format!(
+        db::query_as::<Company>(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM companies WHERE tenant = ? ORDER BY domain"
         )))
         .bind(tenant)
-        .fetch_all(self.pool())
+        .fetch_all(self.db())
         .await
     }
 
@@ -384,19 +394,19 @@ impl Store {
         tenant: &str,
         crm: &str,
     ) -> sqlx::Result<Vec<(String, String, String)>> {
-        sqlx::query_as(
+        db::query_as(
             "SELECT domain, change, data FROM company_changes WHERE tenant = ? AND crm = ?
              ORDER BY id",
         )
         .bind(tenant)
         .bind(crm)
-        .fetch_all(self.pool())
+        .fetch_all(self.db())
         .await
     }
 }
 
 async fn record_change(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut db::Tx,
     tenant: &str,
     crm: &str,
     run: &str,
@@ -404,7 +414,7 @@ async fn record_change(
     data: &Value,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    db::query(
         "INSERT INTO company_changes (tenant, crm, run, domain, change, data, recorded_at)
          VALUES (?, ?, ?, ?, 'enriched', ?, ?)",
     )

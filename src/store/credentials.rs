@@ -2,6 +2,7 @@
 //! opening them is [`crate::credentials`]' job.
 
 use super::Store;
+use super::db;
 use chrono::{DateTime, Utc};
 
 /// One stored field of a credential, still sealed.
@@ -48,7 +49,7 @@ impl Store {
         expires_at: Option<DateTime<Utc>>,
     ) -> sqlx::Result<()> {
         let now = super::now();
-        sqlx::query(
+        db::query(
             "INSERT INTO credentials
                  (tenant, integration, field, nonce, ciphertext, expires_at, created_at, updated_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -64,7 +65,7 @@ impl Store {
         .bind(expires_at)
         .bind(now)
         .bind(now)
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }
@@ -76,24 +77,24 @@ impl Store {
         integration: &str,
         field: &str,
     ) -> sqlx::Result<Option<SealedRow>> {
-        sqlx::query_as(
+        db::query_as(
             "SELECT tenant, integration, field, nonce, ciphertext, expires_at, updated_at, last_used_at
              FROM credentials WHERE tenant = ? AND integration = ? AND field = ?",
         )
         .bind(tenant)
         .bind(integration)
         .bind(field)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.db())
         .await
     }
 
     /// Every stored field, in name order.
     pub async fn credentials(&self) -> sqlx::Result<Vec<SealedRow>> {
-        sqlx::query_as(
+        db::query_as(
             "SELECT tenant, integration, field, nonce, ciphertext, expires_at, updated_at, last_used_at
              FROM credentials ORDER BY tenant, integration, field",
         )
-        .fetch_all(self.pool())
+        .fetch_all(self.db())
         .await
     }
 
@@ -104,47 +105,47 @@ impl Store {
         integration: &str,
         field: Option<&str>,
     ) -> sqlx::Result<u64> {
-        Ok(sqlx::query(
+        Ok(db::query(
             "DELETE FROM credentials WHERE tenant = ? AND integration = ? AND (? IS NULL OR field = ?)",
         )
         .bind(tenant)
         .bind(integration)
         .bind(field)
         .bind(field)
-        .execute(self.pool())
+        .execute(self.db())
         .await?
         .rows_affected())
     }
 
     /// Records that an integration using this credential just succeeded with it.
     pub async fn touch_credential(&self, tenant: &str, integration: &str) -> sqlx::Result<()> {
-        sqlx::query("UPDATE credentials SET last_used_at = ? WHERE tenant = ? AND integration = ?")
+        db::query("UPDATE credentials SET last_used_at = ? WHERE tenant = ? AND integration = ?")
             .bind(super::now())
             .bind(tenant)
             .bind(integration)
-            .execute(self.pool())
+            .execute(self.db())
             .await?;
         Ok(())
     }
 
     /// The sealed key-check value, if a key was ever used with this database.
     pub async fn key_check(&self) -> sqlx::Result<Option<(Vec<u8>, Vec<u8>)>> {
-        sqlx::query_as("SELECT nonce, ciphertext FROM credential_key_check WHERE id = 1")
-            .fetch_optional(self.pool())
+        db::query_as("SELECT nonce, ciphertext FROM credential_key_check WHERE id = 1")
+            .fetch_optional(self.db())
             .await
     }
 
     /// Stores the key-check value unless one is there already (a concurrent first writer
     /// wins; the caller reads it back and checks its key against it).
     pub async fn init_key_check(&self, nonce: &[u8], ciphertext: &[u8]) -> sqlx::Result<()> {
-        sqlx::query(
+        db::query(
             "INSERT INTO credential_key_check (id, nonce, ciphertext, created_at)
              VALUES (1, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
         )
         .bind(nonce)
         .bind(ciphertext)
         .bind(super::now())
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }

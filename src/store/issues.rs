@@ -2,6 +2,7 @@
 //! resolved by the next success.
 
 use super::Store;
+use super::db;
 use crate::outcome::IssueKind;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -51,7 +52,7 @@ impl Store {
         hint: &str,
     ) -> sqlx::Result<()> {
         let now = super::now();
-        sqlx::query(
+        db::query(
             "INSERT INTO issues (tenant, integration, kind, message, hint, occurrences, first_seen, last_seen)
              VALUES (?, ?, ?, ?, ?, 1, ?, ?)
              ON CONFLICT (tenant, integration, kind) WHERE resolved_at IS NULL
@@ -67,7 +68,7 @@ impl Store {
         .bind(hint)
         .bind(now)
         .bind(now)
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }
@@ -85,7 +86,7 @@ impl Store {
         let mut total = 0;
         match kinds {
             None => {
-                total += sqlx::query(
+                total += db::query(
                     "UPDATE issues SET resolved_at = ?
                      WHERE tenant = ? AND integration = ? AND resolved_at IS NULL AND kind <> ?",
                 )
@@ -93,13 +94,13 @@ impl Store {
                 .bind(tenant)
                 .bind(integration)
                 .bind(IssueKind::TokenExpiring.as_str())
-                .execute(self.pool())
+                .execute(self.db())
                 .await?
                 .rows_affected();
             }
             Some(kinds) => {
                 for kind in kinds {
-                    total += sqlx::query(
+                    total += db::query(
                         "UPDATE issues SET resolved_at = ?
                          WHERE tenant = ? AND integration = ? AND kind = ? AND resolved_at IS NULL",
                     )
@@ -107,7 +108,7 @@ impl Store {
                     .bind(tenant)
                     .bind(integration)
                     .bind(kind.as_str())
-                    .execute(self.pool())
+                    .execute(self.db())
                     .await?
                     .rows_affected();
                 }
@@ -123,20 +124,20 @@ impl Store {
         integration: &str,
         kind: IssueKind,
     ) -> sqlx::Result<bool> {
-        let row: Option<(i64,)> = sqlx::query_as(
+        let row: Option<(i64,)> = db::query_as(
             "SELECT id FROM issues WHERE tenant = ? AND integration = ? AND kind = ? AND resolved_at IS NULL",
         )
         .bind(tenant)
         .bind(integration)
         .bind(kind.as_str())
-        .fetch_optional(self.pool())
+        .fetch_optional(self.db())
         .await?;
         Ok(row.is_some())
     }
 
     /// Issues, newest first.
     pub async fn list_issues(&self, filter: &IssueFilter) -> sqlx::Result<Vec<Issue>> {
-        sqlx::query_as::<_, Issue>(
+        db::query_as::<Issue>(
             "SELECT id, tenant, integration, kind, message, hint, occurrences,
                     first_seen, last_seen, resolved_at
              FROM issues
@@ -146,7 +147,7 @@ impl Store {
         .bind(filter.all)
         .bind(filter.tenant.as_deref())
         .bind(filter.tenant.as_deref())
-        .fetch_all(self.pool())
+        .fetch_all(self.db())
         .await
     }
 }

@@ -3,6 +3,7 @@
 //! starts here turns that loop into a `retries_exhausted` issue.
 
 use super::Store;
+use super::db;
 
 /// What the run counter says about a job that is about to start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +23,7 @@ impl Store {
         integration: &str,
     ) -> sqlx::Result<RunStart> {
         let now = super::now();
-        let (starts, finished): (i64, bool) = sqlx::query_as(
+        let (starts, finished): (i64, bool) = db::query_as(
             "INSERT INTO job_runs (job_id, tenant, integration, starts, started_at)
              VALUES (?, ?, ?, 1, ?)
              ON CONFLICT (job_id) DO UPDATE SET
@@ -35,7 +36,7 @@ impl Store {
         .bind(tenant)
         .bind(integration)
         .bind(now)
-        .fetch_one(self.pool())
+        .fetch_one(self.db())
         .await?;
         Ok(if finished {
             RunStart::AlreadyFinished
@@ -46,10 +47,10 @@ impl Store {
 
     /// Marks `job_id` finished, whatever its outcome.
     pub async fn finish_run(&self, job_id: &str) -> sqlx::Result<()> {
-        sqlx::query("UPDATE job_runs SET finished_at = ? WHERE job_id = ?")
+        db::query("UPDATE job_runs SET finished_at = ? WHERE job_id = ?")
             .bind(super::now())
             .bind(job_id)
-            .execute(self.pool())
+            .execute(self.db())
             .await?;
         Ok(())
     }
@@ -57,9 +58,9 @@ impl Store {
     /// Forgets finished runs older than `keep`.
     pub async fn prune_runs(&self, keep: chrono::Duration) -> sqlx::Result<u64> {
         Ok(
-            sqlx::query("DELETE FROM job_runs WHERE finished_at IS NOT NULL AND finished_at < ?")
+            db::query("DELETE FROM job_runs WHERE finished_at IS NOT NULL AND finished_at < ?")
                 .bind(super::now() - keep)
-                .execute(self.pool())
+                .execute(self.db())
                 .await?
                 .rows_affected(),
         )

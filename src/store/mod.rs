@@ -5,11 +5,16 @@
 //! (durable at every checkpoint, no fsync per commit), and a busy timeout so that the CLI and
 //! the daemon wait for each other instead of failing. With the SQLite queue the same file
 //! holds apalis' tables, so a job and the state it changes live in one database.
-//! The SQL is kept portable so that PostgreSQL can follow.
+//!
+//! PostgreSQL (`[state] url = "postgres://…"`) holds the same tables for several nodes: the
+//! queries are shared (see [`db`]), the migrations are per engine (`migrations/sqlite`,
+//! `migrations/postgres`), and sqlx's migrator takes an advisory lock there, so nodes starting
+//! together migrate once.
 
 pub mod admin_tokens;
 pub mod companies;
 pub mod credentials;
+pub mod db;
 pub mod issues;
 pub mod job_runs;
 pub mod oauth;
@@ -18,7 +23,9 @@ pub mod sync_state;
 pub mod webhooks;
 
 use anyhow::Context;
+use db::Db;
 use sqlx::SqlitePool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteSynchronous};
 use std::path::Path;
 use std::time::Duration;
@@ -26,49 +33,100 @@ use std::time::Duration;
 /// Handle to the state database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    db: Db,
 }
 
 impl Store {
+    /// Opens the state database `[state] url` names and brings its schema up to date.
+    pub async fn open(config: &crate::config::Config) -> anyhow::Result<Store> {
+        if config.state_is_postgres() {
+            Store::open_postgres(&config.state.url, config.state.max_connections).await
+        } else {
+            Store::open_sqlite(&config.sqlite_path()).await
+        }
+    }
+
+    /// Connects to PostgreSQL and brings its schema up to date. The database must exist.
+    pub async fn open_postgres(url: &str, max_connections: u32) -> anyhow::Result<Store> {
+        let shown = crate::redact_url(url);
+        let options: PgConnectOptions = url
+            .parse()
+            .with_context(|| format!("[state] url `{shown}` is not a PostgreSQL URL"))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.application_name("syncd"))
+            .await
+            .with_context(|| format!("{shown}: cannot connect to the state database"))?;
+        let mut migrator = sqlx::migrate!("./migrations/postgres");
+        migrator.dangerous_set_table_name("syncd_migrations");
+        // sqlx holds an advisory lock while it migrates: nodes starting together take turns.
+        migrator
+            .run(&pool)
+            .await
+            .with_context(|| format!("{shown}: cannot migrate the state database"))?;
+        Ok(Store {
+            db: Db::Postgres(pool),
+        })
+    }
+
     /// Opens (creating if needed) the SQLite file and brings its schema up to date.
     pub async fn open_sqlite(path: &Path) -> anyhow::Result<Store> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("{}: cannot create the state directory", dir.display()))?;
-        }
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(30))
-            .foreign_keys(true)
-            .pragma("temp_store", "MEMORY");
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .min_connections(1)
-            .connect_with(options)
-            .await
-            .with_context(|| format!("{}: cannot open the state database", path.display()))?;
-        enable_wal(&pool, path).await?;
-        let mut migrator = sqlx::migrate!("./migrations");
+        let pool = open_sqlite_pool(path).await?;
+        let mut migrator = sqlx::migrate!("./migrations/sqlite");
         // apalis keeps its own migrations in `_sqlx_migrations` of the same file; ours live
         // in a table of their own so neither migrator trips over the other's versions.
         migrator.dangerous_set_table_name("syncd_migrations");
         migrate(&migrator, &pool)
             .await
             .with_context(|| format!("{}: cannot migrate the state database", path.display()))?;
-        Ok(Store { pool })
+        Ok(Store {
+            db: Db::Sqlite(pool),
+        })
     }
 
-    /// The connection pool (shared with the SQLite queue).
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    /// The database, for queries (see [`db`]).
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
-    /// Closes every connection (checkpointing the WAL).
+    /// The SQLite pool, when the state is SQLite (the embedded queue shares it).
+    pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
+        match &self.db {
+            Db::Sqlite(p) => Some(p),
+            Db::Postgres(_) => None,
+        }
+    }
+
+    /// Closes every connection (checkpointing SQLite's WAL).
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.db.close().await;
     }
+}
+
+/// Opens (creating if needed) a SQLite file the way the daemon needs it: WAL, `NORMAL`
+/// synchronous, a 30 s busy timeout.
+pub async fn open_sqlite_pool(path: &Path) -> anyhow::Result<SqlitePool> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create the state directory", dir.display()))?;
+    }
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(30))
+        .foreign_keys(true)
+        .pragma("temp_store", "MEMORY");
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .min_connections(1)
+        .connect_with(options)
+        .await
+        .with_context(|| format!("{}: cannot open the database", path.display()))?;
+    enable_wal(&pool, path).await?;
+    Ok(pool)
 }
 
 /// Runs `migrator`, tolerating another process (the daemon, a CLI command) that migrates the

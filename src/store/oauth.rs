@@ -3,6 +3,7 @@
 //! written before encryption existed holds plain text until its next refresh.
 
 use super::Store;
+use super::db;
 use chrono::{DateTime, Utc};
 
 /// The stored tokens of one integration.
@@ -36,7 +37,7 @@ impl Store {
         refresh_token: &str,
         seed_fp: &str,
     ) -> sqlx::Result<()> {
-        sqlx::query(
+        db::query(
             "INSERT INTO oauth_tokens (tenant, integration, refresh_token, seed_fp)
              VALUES (?, ?, ?, ?)
              ON CONFLICT (tenant, integration) DO UPDATE SET
@@ -48,7 +49,7 @@ impl Store {
         .bind(integration)
         .bind(refresh_token)
         .bind(seed_fp)
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }
@@ -59,13 +60,13 @@ impl Store {
         tenant: &str,
         integration: &str,
     ) -> sqlx::Result<Option<StoredTokens>> {
-        sqlx::query_as(
+        db::query_as(
             "SELECT refresh_token, access_token, access_expires_at FROM oauth_tokens
              WHERE tenant = ? AND integration = ?",
         )
         .bind(tenant)
         .bind(integration)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.db())
         .await
     }
 
@@ -77,7 +78,7 @@ impl Store {
         integration: &str,
         until: DateTime<Utc>,
     ) -> sqlx::Result<bool> {
-        let r = sqlx::query(
+        let r = db::query(
             "UPDATE oauth_tokens SET refreshing_until = ?
              WHERE tenant = ? AND integration = ?
                AND (refreshing_until IS NULL OR refreshing_until < ?)",
@@ -86,7 +87,7 @@ impl Store {
         .bind(tenant)
         .bind(integration)
         .bind(super::now())
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -101,7 +102,7 @@ impl Store {
         expires_at: DateTime<Utc>,
         refresh_token: &str,
     ) -> sqlx::Result<()> {
-        sqlx::query(
+        db::query(
             "UPDATE oauth_tokens SET access_token = ?, access_expires_at = ?, refresh_token = ?,
                  refreshing_until = NULL, refreshed_at = ?
              WHERE tenant = ? AND integration = ?",
@@ -112,19 +113,19 @@ impl Store {
         .bind(super::now())
         .bind(tenant)
         .bind(integration)
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }
 
     /// Gives the lease back without a new token (the refresh failed).
     pub async fn oauth_release(&self, tenant: &str, integration: &str) -> sqlx::Result<()> {
-        sqlx::query(
+        db::query(
             "UPDATE oauth_tokens SET refreshing_until = NULL WHERE tenant = ? AND integration = ?",
         )
         .bind(tenant)
         .bind(integration)
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }

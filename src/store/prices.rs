@@ -11,8 +11,8 @@
 //! (everything would be "added"); its count goes to the sync state.
 
 use super::Store;
+use super::db;
 use serde::Serialize;
-use sqlx::{Sqlite, Transaction};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
@@ -96,7 +96,7 @@ const ROWS_PER_STATEMENT: usize = 1000;
 /// An open import of one feed. Dropping it without [`PriceImport::commit`] rolls back and
 /// keeps the previous list.
 pub struct PriceImport {
-    tx: Transaction<'static, Sqlite>,
+    tx: db::Tx,
     tenant: String,
     feed: String,
     run: String,
@@ -120,12 +120,15 @@ impl Store {
     ) -> sqlx::Result<PriceImport> {
         // BEGIN IMMEDIATE: take the write lock now, not halfway through (where a busy
         // database could no longer be waited for).
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self
+            .db()
+            .begin_write(&format!("prices/{tenant}/{feed}"))
+            .await?;
         let (previous,): (i64,) =
-            sqlx::query_as("SELECT COUNT(*) FROM prices WHERE tenant = ? AND feed = ?")
+            db::query_as("SELECT COUNT(*) FROM prices WHERE tenant = ? AND feed = ?")
                 .bind(tenant)
                 .bind(feed)
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut tx)
                 .await?;
         Ok(PriceImport {
             tx,
@@ -150,13 +153,13 @@ impl Store {
             Option<String>,
             Option<String>,
         );
-        let rows: Vec<Row> = sqlx::query_as(
+        let rows: Vec<Row> = db::query_as(
             "SELECT sku, price, stock, mpn, ean, description, currency FROM prices
              WHERE tenant = ? AND feed = ? ORDER BY sku",
         )
         .bind(tenant)
         .bind(feed)
-        .fetch_all(self.pool())
+        .fetch_all(self.db())
         .await?;
         Ok(rows
             .into_iter()
@@ -177,25 +180,23 @@ impl Store {
 
     /// The change records of a feed, oldest first.
     pub async fn price_changes(&self, tenant: &str, feed: &str) -> sqlx::Result<Vec<PriceChange>> {
-        sqlx::query_as(
+        db::query_as(
             "SELECT sku, change, old_price, new_price, old_stock, new_stock FROM price_changes
              WHERE tenant = ? AND feed = ? ORDER BY id",
         )
         .bind(tenant)
         .bind(feed)
-        .fetch_all(self.pool())
+        .fetch_all(self.db())
         .await
     }
 
     /// Forgets change records older than `keep`.
     pub async fn prune_price_changes(&self, keep: chrono::Duration) -> sqlx::Result<u64> {
-        Ok(
-            sqlx::query("DELETE FROM price_changes WHERE recorded_at < ?")
-                .bind(super::now() - keep)
-                .execute(self.pool())
-                .await?
-                .rows_affected(),
-        )
+        Ok(db::query("DELETE FROM price_changes WHERE recorded_at < ?")
+            .bind(super::now() - keep)
+            .execute(self.db())
+            .await?
+            .rows_affected())
     }
 }
 
@@ -286,13 +287,13 @@ impl PriceImport {
             self.upsert(&to_write).await?;
         }
         for row in deletes {
-            let old: Option<(String, Option<i64>)> = sqlx::query_as(
+            let old: Option<(String, Option<i64>)> = db::query_as(
                 "SELECT price, stock FROM prices WHERE tenant = ? AND feed = ? AND sku = ?",
             )
             .bind(&self.tenant)
             .bind(&self.feed)
             .bind(&row.sku)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(&mut self.tx)
             .await?;
             if let Some((price, stock)) = old {
                 self.counts.removed += 1;
@@ -326,14 +327,13 @@ impl PriceImport {
         }
         sql.push_str(
             ") AS v LEFT JOIN prices AS p ON p.tenant = ? AND p.feed = ? AND p.sku = v.column1
-             WHERE p.sku IS NULL OR p.price IS NOT v.column2 OR p.stock IS NOT v.column3
-                OR p.mpn IS NOT v.column4 OR p.ean IS NOT v.column5
-                OR p.description IS NOT v.column6 OR p.currency IS NOT v.column7",
+             WHERE p.sku IS NULL OR p.price IS DISTINCT FROM v.column2 OR p.stock IS DISTINCT FROM v.column3
+                OR p.mpn IS DISTINCT FROM v.column4 OR p.ean IS DISTINCT FROM v.column5
+                OR p.description IS DISTINCT FROM v.column6 OR p.currency IS DISTINCT FROM v.column7",
         );
         // Only placeholders are formatted into the text; every value is bound.
-        let mut q = sqlx::query_as::<_, (String, Option<String>, Option<i64>, bool)>(
-            sqlx::AssertSqlSafe(sql),
-        );
+        let mut q =
+            db::query_as::<(String, Option<String>, Option<i64>, bool)>(sqlx::AssertSqlSafe(sql));
         for row in chunk {
             q = q
                 .bind(&row.sku)
@@ -347,7 +347,7 @@ impl PriceImport {
         let rows = q
             .bind(&self.tenant)
             .bind(&self.feed)
-            .fetch_all(&mut *self.tx)
+            .fetch_all(&mut self.tx)
             .await?;
         Ok(rows
             .into_iter()
@@ -362,17 +362,17 @@ impl PriceImport {
 
     async fn count(&mut self) -> sqlx::Result<i64> {
         let (n,): (i64,) =
-            sqlx::query_as("SELECT COUNT(*) FROM prices WHERE tenant = ? AND feed = ?")
+            db::query_as("SELECT COUNT(*) FROM prices WHERE tenant = ? AND feed = ?")
                 .bind(&self.tenant)
                 .bind(&self.feed)
-                .fetch_one(&mut *self.tx)
+                .fetch_one(&mut self.tx)
                 .await?;
         Ok(n)
     }
 
     async fn upsert(&mut self, chunk: &[&PriceRow]) -> sqlx::Result<()> {
         // Tenant and feed are bound once per statement, the rows come in as a VALUES list
-        // (SQLite names its columns column1, column2, …).
+        // (both engines name its columns column1, column2, …).
         let mut sql = String::with_capacity(400 + chunk.len() * 16);
         sql.push_str(
             "INSERT INTO prices (tenant, feed, sku, price, stock, mpn, ean, description, currency)
@@ -386,12 +386,12 @@ impl PriceImport {
             });
         }
         sql.push_str(
-            ") WHERE true ON CONFLICT (tenant, feed, sku) DO UPDATE SET
+            ") AS v WHERE true ON CONFLICT (tenant, feed, sku) DO UPDATE SET
                  price = excluded.price, stock = excluded.stock, mpn = excluded.mpn, ean = excluded.ean,
                  description = excluded.description, currency = excluded.currency",
         );
         // Only placeholders are formatted into the text; every value is bound.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let mut q = db::query(sqlx::AssertSqlSafe(sql))
             .bind(&self.tenant)
             .bind(&self.feed);
         for row in chunk {
@@ -404,16 +404,16 @@ impl PriceImport {
                 .bind(&row.description)
                 .bind(&row.currency);
         }
-        q.execute(&mut *self.tx).await?;
+        q.execute(&mut self.tx).await?;
         Ok(())
     }
 
     async fn delete(&mut self, sku: &str) -> sqlx::Result<()> {
-        sqlx::query("DELETE FROM prices WHERE tenant = ? AND feed = ? AND sku = ?")
+        db::query("DELETE FROM prices WHERE tenant = ? AND feed = ? AND sku = ?")
             .bind(&self.tenant)
             .bind(&self.feed)
             .bind(sku)
-            .execute(&mut *self.tx)
+            .execute(&mut self.tx)
             .await?;
         Ok(())
     }
@@ -432,9 +432,9 @@ impl PriceImport {
                     ",(?,?,?,?,?,?)"
                 });
             }
-            sql.push(')');
+            sql.push_str(") AS v");
             // Only placeholders are formatted into the text; every value is bound.
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            let mut q = db::query(sqlx::AssertSqlSafe(sql))
                 .bind(&self.tenant)
                 .bind(&self.feed)
                 .bind(&self.run)
@@ -448,7 +448,7 @@ impl PriceImport {
                     .bind(c.old_stock)
                     .bind(c.new_stock);
             }
-            q.execute(&mut *self.tx).await?;
+            q.execute(&mut self.tx).await?;
         }
         Ok(())
     }
@@ -461,14 +461,17 @@ impl PriceImport {
         while expected > 0 {
             // One JSON array per page instead of one row message per part: the driver's
             // per-row cost would dominate the walk otherwise.
-            let (page,): (Option<String>,) = sqlx::query_as(
+            let (page,): (Option<String>,) = db::query_as(if self.tx.is_postgres() {
+                "SELECT json_agg(sku ORDER BY sku)::text FROM
+                   (SELECT sku FROM prices WHERE tenant = ? AND feed = ? AND sku > ? ORDER BY sku LIMIT 10000) AS page"
+            } else {
                 "SELECT json_group_array(sku) FROM
-                   (SELECT sku FROM prices WHERE tenant = ? AND feed = ? AND sku > ? ORDER BY sku LIMIT 10000)",
-            )
+                   (SELECT sku FROM prices WHERE tenant = ? AND feed = ? AND sku > ? ORDER BY sku LIMIT 10000) AS page"
+            })
             .bind(&self.tenant)
             .bind(&self.feed)
             .bind(&after)
-            .fetch_one(&mut *self.tx)
+            .fetch_one(&mut self.tx)
             .await?;
             let page: Vec<String> = serde_json::from_str(page.as_deref().unwrap_or("[]"))
                 .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
@@ -492,7 +495,7 @@ impl PriceImport {
                 let delete = format!(
                     "DELETE FROM prices WHERE tenant = ? AND feed = ? AND sku IN ({placeholders})"
                 );
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(record))
+                let mut q = db::query(sqlx::AssertSqlSafe(record))
                     .bind(&self.run)
                     .bind(super::now())
                     .bind(&self.tenant)
@@ -500,14 +503,14 @@ impl PriceImport {
                 for sku in chunk {
                     q = q.bind(*sku);
                 }
-                q.execute(&mut *self.tx).await?;
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(delete))
+                q.execute(&mut self.tx).await?;
+                let mut q = db::query(sqlx::AssertSqlSafe(delete))
                     .bind(&self.tenant)
                     .bind(&self.feed);
                 for sku in chunk {
                     q = q.bind(*sku);
                 }
-                q.execute(&mut *self.tx).await?;
+                q.execute(&mut self.tx).await?;
             }
         }
         Ok(())

@@ -1,6 +1,7 @@
 //! Per-integration sync state: last attempt, last success, counts, pause and change validators.
 
 use super::Store;
+use super::db;
 use super::prices::ChangeCounts;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -99,38 +100,38 @@ impl Store {
         integration: &str,
         kind: &str,
     ) -> sqlx::Result<()> {
-        sqlx::query(
+        db::query(
             "INSERT INTO sync_state (tenant, integration, kind) VALUES (?, ?, ?)
              ON CONFLICT (tenant, integration) DO NOTHING",
         )
         .bind(tenant)
         .bind(integration)
         .bind(kind)
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }
 
     /// One integration's state.
     pub async fn state(&self, tenant: &str, integration: &str) -> sqlx::Result<Option<SyncState>> {
-        sqlx::query_as::<_, SyncState>(sqlx::AssertSqlSafe(format!(
+        db::query_as::<SyncState>(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM sync_state WHERE tenant = ? AND integration = ?"
         )))
         .bind(tenant)
         .bind(integration)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.db())
         .await
     }
 
     /// Every integration's state, optionally for one tenant.
     pub async fn list_states(&self, tenant: Option<&str>) -> sqlx::Result<Vec<SyncState>> {
-        sqlx::query_as::<_, SyncState>(sqlx::AssertSqlSafe(format!(
+        db::query_as::<SyncState>(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM sync_state WHERE (? IS NULL OR tenant = ?)
              ORDER BY tenant, integration"
         )))
         .bind(tenant)
         .bind(tenant)
-        .fetch_all(self.pool())
+        .fetch_all(self.db())
         .await
     }
 
@@ -146,10 +147,10 @@ impl Store {
     ) -> sqlx::Result<()> {
         let now = super::now();
         let v = validators.cloned().unwrap_or_default();
-        sqlx::query(
+        db::query(
             "UPDATE sync_state SET last_attempt_at = ?, last_success_at = ?, last_outcome = ?,
                  last_error = NULL, items = COALESCE(?, items), consecutive_failures = 0,
-                 paused = 0, paused_reason = NULL, paused_secret_fp = NULL, next_retry_at = NULL,
+                 paused = FALSE, paused_reason = NULL, paused_secret_fp = NULL, next_retry_at = NULL,
                  etag = CASE WHEN ? THEN ? ELSE etag END,
                  last_modified = CASE WHEN ? THEN ? ELSE last_modified END,
                  source_size = CASE WHEN ? THEN ? ELSE source_size END,
@@ -170,7 +171,7 @@ impl Store {
         .bind(v.mtime)
         .bind(tenant)
         .bind(integration)
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }
@@ -187,7 +188,7 @@ impl Store {
         next_retry_at: Option<DateTime<Utc>>,
     ) -> sqlx::Result<i64> {
         let now = super::now();
-        let row: (i64,) = sqlx::query_as(
+        let row: (i64,) = db::query_as(
             "UPDATE sync_state SET last_attempt_at = ?, last_outcome = ?, last_error = ?,
                  consecutive_failures = consecutive_failures + ?, next_retry_at = ?
              WHERE tenant = ? AND integration = ?
@@ -200,7 +201,7 @@ impl Store {
         .bind(next_retry_at)
         .bind(tenant)
         .bind(integration)
-        .fetch_one(self.pool())
+        .fetch_one(self.db())
         .await?;
         Ok(row.0)
     }
@@ -213,7 +214,7 @@ impl Store {
         message: &str,
         until: DateTime<Utc>,
     ) -> sqlx::Result<()> {
-        sqlx::query(
+        db::query(
             "UPDATE sync_state SET last_attempt_at = ?, last_outcome = 'waiting', last_error = ?,
                  next_retry_at = ?
              WHERE tenant = ? AND integration = ?",
@@ -223,7 +224,7 @@ impl Store {
         .bind(until)
         .bind(tenant)
         .bind(integration)
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }
@@ -231,10 +232,10 @@ impl Store {
     /// Where a multi-request sync stands (JSON), if it saved anything.
     pub async fn cursor(&self, tenant: &str, integration: &str) -> sqlx::Result<Option<String>> {
         let row: Option<(Option<String>,)> =
-            sqlx::query_as("SELECT cursor FROM sync_state WHERE tenant = ? AND integration = ?")
+            db::query_as("SELECT cursor FROM sync_state WHERE tenant = ? AND integration = ?")
                 .bind(tenant)
                 .bind(integration)
-                .fetch_optional(self.pool())
+                .fetch_optional(self.db())
                 .await?;
         Ok(row.and_then(|r| r.0))
     }
@@ -246,11 +247,11 @@ impl Store {
         integration: &str,
         cursor: &str,
     ) -> sqlx::Result<()> {
-        sqlx::query("UPDATE sync_state SET cursor = ? WHERE tenant = ? AND integration = ?")
+        db::query("UPDATE sync_state SET cursor = ? WHERE tenant = ? AND integration = ?")
             .bind(cursor)
             .bind(tenant)
             .bind(integration)
-            .execute(self.pool())
+            .execute(self.db())
             .await?;
         Ok(())
     }
@@ -264,15 +265,15 @@ impl Store {
         reason: &str,
         secret_fp: Option<&str>,
     ) -> sqlx::Result<()> {
-        sqlx::query(
-            "UPDATE sync_state SET paused = 1, paused_reason = ?, paused_secret_fp = ?, next_retry_at = NULL
+        db::query(
+            "UPDATE sync_state SET paused = TRUE, paused_reason = ?, paused_secret_fp = ?, next_retry_at = NULL
              WHERE tenant = ? AND integration = ?",
         )
         .bind(reason)
         .bind(secret_fp)
         .bind(tenant)
         .bind(integration)
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }
@@ -284,7 +285,7 @@ impl Store {
         integration: &str,
         c: &ChangeCounts,
     ) -> sqlx::Result<()> {
-        sqlx::query(
+        db::query(
             "UPDATE sync_state SET changes_added = ?, changes_removed = ?, changes_price = ?, changes_stock = ?
              WHERE tenant = ? AND integration = ?",
         )
@@ -294,7 +295,7 @@ impl Store {
         .bind(c.stock_changed)
         .bind(tenant)
         .bind(integration)
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }
@@ -305,25 +306,25 @@ impl Store {
         tenant: &str,
         integration: &str,
     ) -> sqlx::Result<Option<String>> {
-        let row: Option<(Option<String>,)> = sqlx::query_as(
-            "SELECT paused_secret_fp FROM sync_state WHERE tenant = ? AND integration = ? AND paused = 1",
+        let row: Option<(Option<String>,)> = db::query_as(
+            "SELECT paused_secret_fp FROM sync_state WHERE tenant = ? AND integration = ? AND paused = TRUE",
         )
         .bind(tenant)
         .bind(integration)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.db())
         .await?;
         Ok(row.and_then(|r| r.0))
     }
 
     /// Lifts a pause (credentials changed).
     pub async fn unpause(&self, tenant: &str, integration: &str) -> sqlx::Result<()> {
-        sqlx::query(
-            "UPDATE sync_state SET paused = 0, paused_reason = NULL, paused_secret_fp = NULL
+        db::query(
+            "UPDATE sync_state SET paused = FALSE, paused_reason = NULL, paused_secret_fp = NULL
              WHERE tenant = ? AND integration = ?",
         )
         .bind(tenant)
         .bind(integration)
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }
@@ -335,11 +336,11 @@ impl Store {
         integration: &str,
         tick: DateTime<Utc>,
     ) -> sqlx::Result<()> {
-        sqlx::query("UPDATE sync_state SET last_tick_at = ? WHERE tenant = ? AND integration = ?")
+        db::query("UPDATE sync_state SET last_tick_at = ? WHERE tenant = ? AND integration = ?")
             .bind(tick)
             .bind(tenant)
             .bind(integration)
-            .execute(self.pool())
+            .execute(self.db())
             .await?;
         Ok(())
     }
@@ -353,7 +354,7 @@ impl Store {
         stale_after: chrono::Duration,
     ) -> sqlx::Result<Result<(), DateTime<Utc>>> {
         let now = super::now();
-        let claimed = sqlx::query(
+        let claimed = db::query(
             "UPDATE sync_state SET refetch_requested_at = ?
              WHERE tenant = ? AND integration = ?
                AND (refetch_requested_at IS NULL OR refetch_requested_at < ?)",
@@ -362,7 +363,7 @@ impl Store {
         .bind(tenant)
         .bind(integration)
         .bind(now - stale_after)
-        .execute(self.pool())
+        .execute(self.db())
         .await?
         .rows_affected();
         if claimed == 1 {
@@ -378,12 +379,12 @@ impl Store {
 
     /// Clears the pending re-fetch mark (the re-fetch has started, or could not be queued).
     pub async fn clear_refetch(&self, tenant: &str, integration: &str) -> sqlx::Result<()> {
-        sqlx::query(
+        db::query(
             "UPDATE sync_state SET refetch_requested_at = NULL WHERE tenant = ? AND integration = ?",
         )
         .bind(tenant)
         .bind(integration)
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }

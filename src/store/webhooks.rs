@@ -11,6 +11,7 @@
 //! below a cursor that has already passed it. (PostgreSQL would need a commit-ordered outbox.)
 
 use super::Store;
+use super::db;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -202,17 +203,17 @@ impl Store {
         max_items: usize,
         first_delay: chrono::Duration,
     ) -> sqlx::Result<(usize, usize)> {
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.db().begin_write("webhook-dispatch").await?;
         let cursor = |source: &'static str| {
-            sqlx::query_as::<_, (i64,)>("SELECT last_id FROM webhook_cursors WHERE source = ?")
+            db::query_as::<(i64,)>("SELECT last_id FROM webhook_cursors WHERE source = ?")
                 .bind(source)
         };
         let (price_cursor,) = cursor("price_changes")
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut tx)
             .await?
             .unwrap_or((0,));
         let (company_cursor,) = cursor("company_changes")
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut tx)
             .await?
             .unwrap_or((0,));
         type PriceRow = (
@@ -227,22 +228,22 @@ impl Store {
             Option<i64>,
             Option<i64>,
         );
-        let prices: Vec<PriceRow> = sqlx::query_as(
+        let prices: Vec<PriceRow> = db::query_as(
             "SELECT id, tenant, feed, run, sku, change, old_price, new_price, old_stock, new_stock
              FROM price_changes WHERE id > ? ORDER BY id LIMIT ?",
         )
         .bind(price_cursor)
         .bind(OUTBOX_BATCH)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut tx)
         .await?;
         type CompanyRow = (i64, String, String, String, String, String, String);
-        let companies: Vec<CompanyRow> = sqlx::query_as(
+        let companies: Vec<CompanyRow> = db::query_as(
             "SELECT id, tenant, crm, run, domain, change, data
              FROM company_changes WHERE id > ? ORDER BY id LIMIT ?",
         )
         .bind(company_cursor)
         .bind(OUTBOX_BATCH)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut tx)
         .await?;
         if prices.is_empty() && companies.is_empty() {
             return Ok((0, 0));
@@ -310,8 +311,8 @@ impl Store {
         }
 
         let disabled: BTreeSet<(String, String)> =
-            sqlx::query_as("SELECT tenant, endpoint FROM webhook_endpoints WHERE disabled = 1")
-                .fetch_all(&mut *tx)
+            db::query_as("SELECT tenant, endpoint FROM webhook_endpoints WHERE disabled = TRUE")
+                .fetch_all(&mut tx)
                 .await?
                 .into_iter()
                 .collect();
@@ -336,7 +337,7 @@ impl Store {
                 "data": data,
             })
             .to_string();
-            sqlx::query(
+            db::query(
                 "INSERT INTO webhook_events (id, tenant, type, source, payload, created_at)
                  VALUES (?, ?, ?, ?, ?, ?)",
             )
@@ -346,7 +347,7 @@ impl Store {
             .bind(&g.source)
             .bind(&payload)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
             for endpoint in endpoints {
                 let held = disabled.contains(&(g.tenant.clone(), endpoint.clone()));
@@ -369,13 +370,13 @@ impl Store {
             ("price_changes", price_last),
             ("company_changes", company_last),
         ] {
-            sqlx::query(
+            db::query(
                 "INSERT INTO webhook_cursors (source, last_id) VALUES (?, ?)
                  ON CONFLICT (source) DO UPDATE SET last_id = excluded.last_id",
             )
             .bind(source)
             .bind(last)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         }
         tx.commit().await?;
@@ -389,24 +390,24 @@ impl Store {
         limit: i64,
         lost_before: Option<DateTime<Utc>>,
     ) -> sqlx::Result<Vec<Unqueued>> {
-        let mut rows: Vec<Unqueued> = sqlx::query_as(
+        let mut rows: Vec<Unqueued> = db::query_as(
             "SELECT id, tenant, endpoint, attempts, next_attempt_at FROM webhook_deliveries
-             WHERE status = 'pending' AND queued = 0 ORDER BY next_attempt_at LIMIT ?",
+             WHERE status = 'pending' AND queued = FALSE ORDER BY next_attempt_at LIMIT ?",
         )
         .bind(limit)
-        .fetch_all(self.pool())
+        .fetch_all(self.db())
         .await?;
         if let Some(lost_before) = lost_before
             && (rows.len() as i64) < limit
         {
-            let lost: Vec<Unqueued> = sqlx::query_as(
+            let lost: Vec<Unqueued> = db::query_as(
                 "SELECT id, tenant, endpoint, attempts, next_attempt_at FROM webhook_deliveries
-                 WHERE status = 'pending' AND queued = 1 AND next_attempt_at < ?
+                 WHERE status = 'pending' AND queued = TRUE AND next_attempt_at < ?
                  ORDER BY next_attempt_at LIMIT ?",
             )
             .bind(lost_before)
             .bind(limit - rows.len() as i64)
-            .fetch_all(self.pool())
+            .fetch_all(self.db())
             .await?;
             rows.extend(lost);
         }
@@ -416,16 +417,16 @@ impl Store {
     /// Marks deliveries as queued, each only if it has not changed since it was read (an
     /// attempt or an operator may have rescheduled it meanwhile; then it is pushed again).
     pub async fn mark_queued(&self, pushed: &[Unqueued]) -> sqlx::Result<()> {
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.db().begin_write("webhook-queue").await?;
         for d in pushed {
-            sqlx::query(
-                "UPDATE webhook_deliveries SET queued = 1
-                 WHERE id = ? AND status = 'pending' AND attempts = ? AND next_attempt_at IS ?",
+            db::query(
+                "UPDATE webhook_deliveries SET queued = TRUE
+                 WHERE id = ? AND status = 'pending' AND attempts = ? AND next_attempt_at IS NOT DISTINCT FROM ?",
             )
             .bind(&d.id)
             .bind(d.attempts)
             .bind(d.next_attempt_at)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         }
         tx.commit().await
@@ -433,11 +434,11 @@ impl Store {
 
     /// The delivery and its body, for an attempt.
     pub async fn delivery_work(&self, id: &str) -> sqlx::Result<Option<DeliveryWork>> {
-        sqlx::query_as(
+        db::query_as(
             "SELECT d.id, d.tenant, d.endpoint, d.event_type, d.status, d.attempts, d.manual,
                     e.payload,
                     COALESCE((SELECT disabled FROM webhook_endpoints w
-                              WHERE w.tenant = d.tenant AND w.endpoint = d.endpoint), 0) AS disabled,
+                              WHERE w.tenant = d.tenant AND w.endpoint = d.endpoint), FALSE) AS disabled,
                     EXISTS (SELECT 1 FROM issues i
                             WHERE i.tenant = d.tenant AND i.integration = d.endpoint
                               AND i.kind IN ('webhook_failing', 'misconfigured')
@@ -446,7 +447,7 @@ impl Store {
              WHERE d.id = ?",
         )
         .bind(id)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.db())
         .await
     }
 
@@ -458,29 +459,29 @@ impl Store {
         attempts: i64,
         at: DateTime<Utc>,
     ) -> sqlx::Result<()> {
-        sqlx::query(
-            "UPDATE webhook_deliveries SET next_attempt_at = ?, queued = 0, updated_at = ?
+        db::query(
+            "UPDATE webhook_deliveries SET next_attempt_at = ?, queued = FALSE, updated_at = ?
              WHERE id = ? AND status = 'pending' AND attempts = ?",
         )
         .bind(at)
         .bind(super::now())
         .bind(id)
         .bind(attempts)
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }
 
     /// Ends a delivery without an attempt (its endpoint left the catalog).
     pub async fn abandon_delivery(&self, id: &str, reason: &str) -> sqlx::Result<()> {
-        sqlx::query(
+        db::query(
             "UPDATE webhook_deliveries SET status = 'failed', last_error = ?, next_attempt_at = NULL,
                     updated_at = ? WHERE id = ? AND status = 'pending'",
         )
         .bind(reason)
         .bind(super::now())
         .bind(id)
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }
@@ -488,10 +489,13 @@ impl Store {
     /// Records an attempt, the delivery's new state and the endpoint's health, together.
     pub async fn record_attempt(&self, a: &AttemptRecord<'_>) -> sqlx::Result<Health> {
         let now = super::now();
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
-        let (attempt,): (i64,) = sqlx::query_as(
+        let mut tx = self
+            .db()
+            .begin_write(&format!("webhook-endpoint/{}/{}", a.tenant, a.endpoint))
+            .await?;
+        let (attempt,): (i64,) = db::query_as(
             "UPDATE webhook_deliveries SET attempts = attempts + 1, status = ?, next_attempt_at = ?,
-                    queued = 0, last_status = ?, last_error = ?, updated_at = ?,
+                    queued = FALSE, last_status = ?, last_error = ?, updated_at = ?,
                     delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END
              WHERE id = ? RETURNING attempts",
         )
@@ -503,9 +507,9 @@ impl Store {
         .bind(a.new_status)
         .bind(now)
         .bind(a.delivery_id)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut tx)
         .await?;
-        sqlx::query(
+        db::query(
             "INSERT INTO webhook_attempts (delivery_id, tenant, endpoint, event_type, attempt, manual,
                     started_at, duration_ms, status_code, error, response_body, next_attempt_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -522,15 +526,15 @@ impl Store {
         .bind(a.error.as_deref())
         .bind(a.response_body.as_deref())
         .bind(a.next_attempt_at)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
-        let before: Option<(i64, Option<DateTime<Utc>>)> = sqlx::query_as(
+        let before: Option<(i64, Option<DateTime<Utc>>)> = db::query_as(
             "SELECT consecutive_failures, failing_since FROM webhook_endpoints
              WHERE tenant = ? AND endpoint = ?",
         )
         .bind(a.tenant)
         .bind(a.endpoint)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut tx)
         .await?;
         let (failures, since) = before.unwrap_or((0, None));
         let health = match a.failure_counts {
@@ -553,7 +557,7 @@ impl Store {
         // successes cost no extra write.
         if before.is_none() || a.failure_counts.is_some() || failures > 0 {
             let success = a.failure_counts.is_none();
-            sqlx::query(
+            db::query(
                 "INSERT INTO webhook_endpoints (tenant, endpoint, consecutive_failures, failing_since,
                         last_success_at, last_failure_at)
                  VALUES (?, ?, ?, ?, ?, ?)
@@ -569,7 +573,7 @@ impl Store {
             .bind(health.failing_since)
             .bind(success.then_some(now))
             .bind((!success).then_some(now))
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         }
         tx.commit().await?;
@@ -578,12 +582,12 @@ impl Store {
 
     /// Whether the endpoint is disabled.
     pub async fn endpoint_disabled(&self, tenant: &str, endpoint: &str) -> sqlx::Result<bool> {
-        let row: Option<(bool,)> = sqlx::query_as(
+        let row: Option<(bool,)> = db::query_as(
             "SELECT disabled FROM webhook_endpoints WHERE tenant = ? AND endpoint = ?",
         )
         .bind(tenant)
         .bind(endpoint)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.db())
         .await?;
         Ok(row.is_some_and(|(d,)| d))
     }
@@ -597,19 +601,22 @@ impl Store {
         reason: &str,
     ) -> sqlx::Result<bool> {
         let now = super::now();
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
-        let changed = sqlx::query(
+        let mut tx = self
+            .db()
+            .begin_write(&format!("webhook-endpoint/{tenant}/{endpoint}"))
+            .await?;
+        let changed = db::query(
             "INSERT INTO webhook_endpoints (tenant, endpoint, disabled, disabled_at, disabled_reason)
-             VALUES (?, ?, 1, ?, ?)
-             ON CONFLICT (tenant, endpoint) DO UPDATE SET disabled = 1,
+             VALUES (?, ?, TRUE, ?, ?)
+             ON CONFLICT (tenant, endpoint) DO UPDATE SET disabled = TRUE,
                 disabled_at = excluded.disabled_at, disabled_reason = excluded.disabled_reason
-             WHERE webhook_endpoints.disabled = 0",
+             WHERE webhook_endpoints.disabled = FALSE",
         )
         .bind(tenant)
         .bind(endpoint)
         .bind(now)
         .bind(reason)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?
         .rows_affected()
             > 0;
@@ -620,13 +627,13 @@ impl Store {
 
     /// Holds one delivery (its endpoint is disabled).
     pub async fn hold_delivery(&self, id: &str) -> sqlx::Result<()> {
-        sqlx::query(
-            "UPDATE webhook_deliveries SET status = 'held', queued = 0, updated_at = ?
+        db::query(
+            "UPDATE webhook_deliveries SET status = 'held', queued = FALSE, updated_at = ?
              WHERE id = ? AND status = 'pending'",
         )
         .bind(super::now())
         .bind(id)
-        .execute(self.pool())
+        .execute(self.db())
         .await?;
         Ok(())
     }
@@ -635,18 +642,21 @@ impl Store {
     /// Returns the number released.
     pub async fn enable_endpoint(&self, tenant: &str, endpoint: &str) -> sqlx::Result<u64> {
         let now = super::now();
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(
-            "UPDATE webhook_endpoints SET disabled = 0, disabled_at = NULL, disabled_reason = NULL,
+        let mut tx = self
+            .db()
+            .begin_write(&format!("webhook-endpoint/{tenant}/{endpoint}"))
+            .await?;
+        db::query(
+            "UPDATE webhook_endpoints SET disabled = FALSE, disabled_at = NULL, disabled_reason = NULL,
                     consecutive_failures = 0, failing_since = NULL
              WHERE tenant = ? AND endpoint = ?",
         )
         .bind(tenant)
         .bind(endpoint)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
-        let released = sqlx::query(
-            "UPDATE webhook_deliveries SET status = 'pending', queued = 0, next_attempt_at = ?,
+        let released = db::query(
+            "UPDATE webhook_deliveries SET status = 'pending', queued = FALSE, next_attempt_at = ?,
                     updated_at = ?
              WHERE tenant = ? AND endpoint = ? AND status = 'held'",
         )
@@ -654,7 +664,7 @@ impl Store {
         .bind(now)
         .bind(tenant)
         .bind(endpoint)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?
         .rows_affected();
         tx.commit().await?;
@@ -665,34 +675,37 @@ impl Store {
     /// previous status)`, or `None` for an unknown id.
     pub async fn redeliver(&self, id: &str) -> sqlx::Result<Option<(String, String, String)>> {
         let now = super::now();
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self
+            .db()
+            .begin_write(&format!("webhook-delivery/{id}"))
+            .await?;
         let row: Option<(String, String, String)> =
-            sqlx::query_as("SELECT tenant, endpoint, status FROM webhook_deliveries WHERE id = ?")
+            db::query_as("SELECT tenant, endpoint, status FROM webhook_deliveries WHERE id = ?")
                 .bind(id)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut tx)
                 .await?;
         if let Some((tenant, endpoint, _)) = &row {
-            let disabled: Option<(bool,)> = sqlx::query_as(
+            let disabled: Option<(bool,)> = db::query_as(
                 "SELECT disabled FROM webhook_endpoints WHERE tenant = ? AND endpoint = ?",
             )
             .bind(tenant)
             .bind(endpoint)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut tx)
             .await?;
             let status = if disabled.is_some_and(|(d,)| d) {
                 "held"
             } else {
                 "pending"
             };
-            sqlx::query(
-                "UPDATE webhook_deliveries SET status = ?, queued = 0, next_attempt_at = ?, manual = 1,
+            db::query(
+                "UPDATE webhook_deliveries SET status = ?, queued = FALSE, next_attempt_at = ?, manual = TRUE,
                         updated_at = ? WHERE id = ?",
             )
             .bind(status)
             .bind(now)
             .bind(now)
             .bind(id)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         }
         tx.commit().await?;
@@ -705,13 +718,13 @@ impl Store {
         tenant: &str,
         since: DateTime<Utc>,
     ) -> sqlx::Result<Vec<(String, String)>> {
-        sqlx::query_as(
+        db::query_as(
             "SELECT id, type FROM webhook_events WHERE tenant = ? AND created_at >= ?
              ORDER BY created_at, id",
         )
         .bind(tenant)
         .bind(since)
-        .fetch_all(self.pool())
+        .fetch_all(self.db())
         .await
     }
 
@@ -723,7 +736,10 @@ impl Store {
         events: &[(String, String)],
     ) -> sqlx::Result<Vec<String>> {
         let now = super::now();
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self
+            .db()
+            .begin_write(&format!("webhook-endpoint/{tenant}/{endpoint}"))
+            .await?;
         let mut ids = Vec::new();
         for (event_id, event_type) in events {
             ids.push(
@@ -744,7 +760,7 @@ impl Store {
             .as_ref()
             .map(|(t, e)| (Some(t.as_str()), Some(e.as_str())))
             .unwrap_or((None, None));
-        let mut rows: Vec<DeliveryRow> = sqlx::query_as(
+        let mut rows: Vec<DeliveryRow> = db::query_as(
             "SELECT id, event_id, tenant, endpoint, event_type, status, attempts, manual, last_status,
                     last_error, next_attempt_at, created_at, delivered_at
              FROM webhook_deliveries
@@ -757,7 +773,7 @@ impl Store {
         .bind(endpoint)
         .bind(f.failed)
         .bind(f.limit)
-        .fetch_all(self.pool())
+        .fetch_all(self.db())
         .await?;
         let mut by_id: HashMap<String, usize> = HashMap::new();
         for (i, r) in rows.iter().enumerate() {
@@ -776,11 +792,11 @@ impl Store {
                  FROM webhook_attempts WHERE delivery_id IN ({placeholders}) ORDER BY id"
             );
             // Only placeholders are formatted into the text; every value is bound.
-            let mut q = sqlx::query_as::<_, AttemptRow>(sqlx::AssertSqlSafe(sql));
+            let mut q = db::query_as::<AttemptRow>(sqlx::AssertSqlSafe(sql));
             for id in chunk {
                 q = q.bind(id);
             }
-            for a in q.fetch_all(self.pool()).await? {
+            for a in q.fetch_all(self.db()).await? {
                 if let Some(&i) = by_id.get(&a.delivery_id) {
                     rows[i].attempt_log.push(a);
                 }
@@ -800,9 +816,9 @@ impl Store {
             "DELETE FROM webhook_events WHERE created_at < ?
                 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id)",
         ] {
-            total += sqlx::query(sql)
+            total += db::query(sql)
                 .bind(cutoff)
-                .execute(self.pool())
+                .execute(self.db())
                 .await?
                 .rows_affected();
         }
@@ -812,7 +828,7 @@ impl Store {
 
 #[allow(clippy::too_many_arguments)]
 async fn insert_delivery(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut db::Tx,
     event_id: &str,
     tenant: &str,
     endpoint: &str,
@@ -823,7 +839,7 @@ async fn insert_delivery(
     due: DateTime<Utc>,
 ) -> sqlx::Result<String> {
     let id = new_id("msg_");
-    sqlx::query(
+    db::query(
         "INSERT INTO webhook_deliveries (id, event_id, tenant, endpoint, event_type, status,
                 next_attempt_at, manual, created_at, updated_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -838,24 +854,20 @@ async fn insert_delivery(
     .bind(manual)
     .bind(now)
     .bind(now)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(id)
 }
 
-async fn hold_pending(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    tenant: &str,
-    endpoint: &str,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE webhook_deliveries SET status = 'held', queued = 0, updated_at = ?
+async fn hold_pending(tx: &mut db::Tx, tenant: &str, endpoint: &str) -> sqlx::Result<()> {
+    db::query(
+        "UPDATE webhook_deliveries SET status = 'held', queued = FALSE, updated_at = ?
          WHERE tenant = ? AND endpoint = ? AND status = 'pending'",
     )
     .bind(super::now())
     .bind(tenant)
     .bind(endpoint)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }

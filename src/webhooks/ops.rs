@@ -36,7 +36,7 @@ fn time(t: Option<DateTime<Utc>>) -> String {
 }
 
 async fn open(config: &Config) -> anyhow::Result<Store> {
-    Store::open_sqlite(&config.sqlite_path()).await
+    Store::open(config).await
 }
 
 /// `syncd deliveries [--endpoint T/E] [--failed] [--json]`

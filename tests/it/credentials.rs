@@ -55,17 +55,6 @@ fn set(env: &TestEnv, args: &[&str], secret: &str) -> Output {
 }
 
 /// The state database as bytes: the main file and its write-ahead log.
-fn raw_database(env: &TestEnv) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    for name in ["syncd.db", "syncd.db-wal"] {
-        if let Ok(b) = std::fs::read(env.dir.path().join(name)) {
-            bytes.extend(b);
-        }
-    }
-    assert!(!bytes.is_empty(), "the state database exists");
-    bytes
-}
-
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
@@ -118,15 +107,16 @@ async fn a_credential_set_from_stdin_is_stored_encrypted_tested_at_once_and_ends
     // The admin's loop: re-enter the credential; the connection test runs by itself.
     let out = set(&env, &["acme/ingram", "--field", "password"], FTP_PASSWORD);
     assert!(out.status.success(), "{}", text(&out));
-    let db = raw_database(&env);
+    let db = env.raw_state().await;
     for secret in [FTP_PASSWORD, "an-outdated-password"] {
         assert!(!contains(&db, secret), "`{secret}` is in the database file");
     }
-    let rows: Vec<(Vec<u8>, Vec<u8>)> =
-        sqlx::query_as("SELECT nonce, ciphertext FROM credentials WHERE integration = 'ingram'")
-            .fetch_all(env.store().await.pool())
-            .await
-            .unwrap();
+    let rows: Vec<(Vec<u8>, Vec<u8>)> = syncd::store::db::query_as(
+        "SELECT nonce, ciphertext FROM credentials WHERE integration = 'ingram'",
+    )
+    .fetch_all(env.store().await.db())
+    .await
+    .unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].0.len(), 24, "an XChaCha20 nonce");
     assert_eq!(
@@ -609,7 +599,7 @@ price = "price"
     assert!(listed.contains("••••2222"), "{listed}");
 
     // At rest: the stored credentials and the rotated OAuth tokens are ciphertext only.
-    let db = raw_database(&env);
+    let db = env.raw_state().await;
     for s in &known.0 {
         assert!(
             !contains(&db, s),

@@ -12,6 +12,78 @@ use syncd::store::Store;
 /// The shared Redis of the test machine (`.ci/run` starts it when it is not running).
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
+/// The PostgreSQL server the tests create their databases on (trust auth on loopback;
+/// `.ci/run` starts it when it is not running). `SYNCD_TEST_POSTGRES` overrides it.
+pub fn postgres_server() -> String {
+    std::env::var("SYNCD_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// Which state database the suite runs on: `SYNCD_TEST_STATE=postgres` runs every test that
+/// uses [`TestEnv`] on PostgreSQL (each test gets a database of its own), anything else on
+/// SQLite.
+pub fn state_on_postgres() -> bool {
+    std::env::var("SYNCD_TEST_STATE").is_ok_and(|v| v.eq_ignore_ascii_case("postgres"))
+}
+
+/// A fresh PostgreSQL database for one test, dropped with it.
+pub struct PgDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl PgDatabase {
+    pub fn create() -> PgDatabase {
+        let name = format!("syncd_t_{:016x}", rand::random::<u64>());
+        let server = postgres_server();
+        let sql = format!("CREATE DATABASE {name}");
+        on_postgres_server(&server, sql).unwrap_or_else(|e| {
+            panic!(
+                "these tests need PostgreSQL at {server} with trust auth \
+                 (`.ci/run` starts it): {e}"
+            )
+        });
+        PgDatabase {
+            url: format!("{server}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let _ = on_postgres_server(&postgres_server(), sql);
+    }
+}
+
+/// Runs one statement on the server's `postgres` database, from a thread of its own (callers
+/// may be inside a runtime, or in `Drop`).
+fn on_postgres_server(server: &str, sql: String) -> Result<(), String> {
+    let url = format!("{server}/postgres");
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&url)
+                .await
+                .map_err(|e| e.to_string())?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            conn.close().await.map_err(|e| e.to_string())
+        })
+    })
+    .join()
+    .map_err(|_| "the PostgreSQL helper thread panicked".to_string())?
+}
+
 /// One test's world: config, catalog and state database in a temporary directory.
 pub struct TestEnv {
     pub dir: tempfile::TempDir,
@@ -19,6 +91,8 @@ pub struct TestEnv {
     backend: &'static str,
     redis_url: String,
     extra: String,
+    /// The test's own PostgreSQL database when the suite runs on PostgreSQL.
+    pub pg: Option<std::sync::Arc<PgDatabase>>,
 }
 
 impl TestEnv {
@@ -45,6 +119,7 @@ impl TestEnv {
             backend,
             redis_url: redis_url.to_string(),
             extra: String::new(),
+            pg: state_on_postgres().then(|| std::sync::Arc::new(PgDatabase::create())),
         };
         std::fs::create_dir_all(env.dir.path().join("jobs")).unwrap();
         // The credential store's master key (OAuth tokens and stored credentials need one).
@@ -86,15 +161,37 @@ key_file = "master.key"
 bind = "127.0.0.1:0"
 [log]
 filter = "info,syncd=debug"
+[state]
+url = "{state}"
+max_connections = 4
 "#,
             backend = self.backend,
             redis = self.redis_url,
             ns = self.namespace,
+            state = self.state_url(),
         );
         let mut table: toml::Table = base.parse().unwrap();
         let extra: toml::Table = self.extra.parse().expect("test config is TOML");
         merge(&mut table, extra);
         std::fs::write(self.config_path(), toml::to_string(&table).unwrap()).unwrap();
+    }
+
+    /// `[state] url`: the test's PostgreSQL database, or `syncd.db` in its directory.
+    pub fn state_url(&self) -> String {
+        match &self.pg {
+            Some(pg) => pg.url.clone(),
+            None => "sqlite://syncd.db".into(),
+        }
+    }
+
+    /// The SQLite file holding the embedded queue (the state file, or its own file beside a
+    /// PostgreSQL state).
+    pub fn queue_db_path(&self) -> PathBuf {
+        self.dir.path().join(if self.pg.is_some() {
+            "syncd-queue.db"
+        } else {
+            "syncd.db"
+        })
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -240,9 +337,60 @@ stock = "stock"
 
     /// The state database, opened directly (as a second reader next to the daemon).
     pub async fn store(&self) -> Store {
-        Store::open_sqlite(&self.dir.path().join("syncd.db"))
+        match &self.pg {
+            Some(pg) => Store::open_postgres(&pg.url, 4).await.unwrap(),
+            None => Store::open_sqlite(&self.dir.path().join("syncd.db"))
+                .await
+                .unwrap(),
+        }
+    }
+
+    /// Everything stored in the state database, as bytes: the SQLite file and its WAL, or
+    /// every PostgreSQL row as JSON with its byte strings decoded (for "the secret is not
+    /// stored anywhere" checks).
+    pub async fn raw_state(&self) -> Vec<u8> {
+        let Some(pg) = &self.pg else {
+            let mut bytes = Vec::new();
+            for name in ["syncd.db", "syncd.db-wal"] {
+                if let Ok(b) = std::fs::read(self.dir.path().join(name)) {
+                    bytes.extend(b);
+                }
+            }
+            assert!(!bytes.is_empty(), "the state database exists");
+            return bytes;
+        };
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&pg.url).await.unwrap();
+        let tables: Vec<(String,)> = sqlx::query_as(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        let mut bytes = Vec::new();
+        for (table,) in tables {
+            let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT row_to_json(t)::text FROM \"{table}\" t"
+            )))
+            .fetch_all(&mut conn)
             .await
-            .unwrap()
+            .unwrap();
+            for (row,) in rows {
+                bytes.extend(row.as_bytes());
+                let value: Value = serde_json::from_str(&row).unwrap();
+                for field in value.as_object().into_iter().flat_map(|o| o.values()) {
+                    // bytea arrives as "\\x0a1b…": decode it, so ciphertext is checked as bytes.
+                    if let Some(hex) = field.as_str().and_then(|s| s.strip_prefix("\\x")) {
+                        bytes.extend(
+                            (0..hex.len() / 2).filter_map(|i| {
+                                u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()
+                            }),
+                        );
+                    }
+                }
+            }
+        }
+        bytes
     }
 }
 

@@ -13,13 +13,17 @@ async fn the_sqlite_queue_drops_only_finished_tasks_older_than_the_retention() {
     let config = Arc::new(Config::load(&env.config_path(), true).unwrap());
     let store = env.store().await;
     let queue = Queue::connect(config, &store).await.unwrap();
+    // The embedded queue's own tables (in the state file, or beside a PostgreSQL state).
+    let jobs = syncd::store::open_sqlite_pool(&env.queue_db_path())
+        .await
+        .unwrap();
     for _ in 0..3 {
         let job = Job::new(JobKind::FeedFetch, "acme", "prices", Trigger::Schedule);
         queue.push(&job, None, None).await.unwrap();
     }
     let now = chrono::Utc::now().timestamp();
     let ids: Vec<(String,)> = sqlx::query_as("SELECT id FROM Jobs ORDER BY id")
-        .fetch_all(store.pool())
+        .fetch_all(&jobs)
         .await
         .unwrap();
     // One finished long ago, one finished just now, one still pending.
@@ -27,7 +31,7 @@ async fn the_sqlite_queue_drops_only_finished_tasks_older_than_the_retention() {
         sqlx::query("UPDATE Jobs SET status = 'Done', done_at = ? WHERE id = ?")
             .bind(done_at)
             .bind(id)
-            .execute(store.pool())
+            .execute(&jobs)
             .await
             .unwrap();
     }
@@ -39,7 +43,7 @@ async fn the_sqlite_queue_drops_only_finished_tasks_older_than_the_retention() {
         1
     );
     let left: Vec<(String, String)> = sqlx::query_as("SELECT id, status FROM Jobs ORDER BY id")
-        .fetch_all(store.pool())
+        .fetch_all(&jobs)
         .await
         .unwrap();
     assert_eq!(

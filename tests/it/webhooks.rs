@@ -250,9 +250,9 @@ type Change<'a> = (
 async fn price_changes(env: &TestEnv, run: &str, rows: &[Change<'_>]) {
     let store = env.store().await;
     // One transaction, as an import writes them.
-    let mut tx = store.pool().begin().await.unwrap();
+    let mut tx = store.db().begin().await.unwrap();
     for (sku, change, old_p, new_p, old_s, new_s) in rows {
-        sqlx::query(
+        syncd::store::db::query(
             "INSERT INTO price_changes (tenant, feed, run, sku, change, old_price, new_price, old_stock, new_stock, recorded_at)
              VALUES ('acme', 'prices', ?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -264,7 +264,7 @@ async fn price_changes(env: &TestEnv, run: &str, rows: &[Change<'_>]) {
         .bind(old_s)
         .bind(new_s)
         .bind(chrono::Utc::now())
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await
         .unwrap();
     }
@@ -307,8 +307,8 @@ async fn wait_delivered(rx: &Receiver, events: usize, timeout: Duration) {
 
 async fn event_ids(env: &TestEnv) -> BTreeSet<String> {
     let store = env.store().await;
-    let ids: Vec<(String,)> = sqlx::query_as("SELECT id FROM webhook_events")
-        .fetch_all(store.pool())
+    let ids: Vec<(String,)> = syncd::store::db::query_as("SELECT id FROM webhook_events")
+        .fetch_all(store.db())
         .await
         .unwrap();
     store.close().await;
@@ -623,12 +623,12 @@ async fn large_imports_are_split_into_events_and_endpoints_get_only_their_types(
     let _daemon = spawn(&env);
     price_moves(&env, "run-1", 25).await;
     let store = env.store().await;
-    sqlx::query(
+    syncd::store::db::query(
         "INSERT INTO company_changes (tenant, crm, run, domain, change, data, recorded_at)
          VALUES ('acme', 'hubspot', 'run-9', 'example.com', 'enriched', '{\"employees\":120}', ?)",
     )
     .bind(chrono::Utc::now())
-    .execute(store.pool())
+    .execute(store.db())
     .await
     .unwrap();
     store.close().await;
@@ -1001,16 +1001,16 @@ async fn attempts_and_finished_deliveries_past_the_retention_are_pruned_but_held
         ("evt_old", "msg_old", "delivered"),
         ("evt_held", "msg_held", "held"),
     ] {
-        sqlx::query(
+        syncd::store::db::query(
             "INSERT INTO webhook_events (id, tenant, type, source, payload, created_at)
              VALUES (?, 'acme', 'price.changed', 'prices', '{}', ?)",
         )
         .bind(event)
         .bind(old)
-        .execute(store.pool())
+        .execute(store.db())
         .await
         .unwrap();
-        sqlx::query(
+        syncd::store::db::query(
             "INSERT INTO webhook_deliveries (id, event_id, tenant, endpoint, event_type, status,
                     attempts, created_at, updated_at)
              VALUES (?, ?, 'acme', 'erp', 'price.changed', ?, 1, ?, ?)",
@@ -1020,17 +1020,17 @@ async fn attempts_and_finished_deliveries_past_the_retention_are_pruned_but_held
         .bind(status)
         .bind(old)
         .bind(old)
-        .execute(store.pool())
+        .execute(store.db())
         .await
         .unwrap();
-        sqlx::query(
+        syncd::store::db::query(
             "INSERT INTO webhook_attempts (delivery_id, tenant, endpoint, event_type, attempt,
                     started_at, duration_ms, status_code)
              VALUES (?, 'acme', 'erp', 'price.changed', 1, ?, 12, 200)",
         )
         .bind(delivery)
         .bind(old)
-        .execute(store.pool())
+        .execute(store.db())
         .await
         .unwrap();
     }
