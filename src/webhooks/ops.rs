@@ -56,6 +56,7 @@ pub async fn deliveries(
             }
             None => None,
         },
+        tenant: None,
         failed,
         limit: limit.max(1),
     };
