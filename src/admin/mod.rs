@@ -10,6 +10,7 @@
 pub mod page;
 pub mod ratelimit;
 pub mod tokens;
+mod webhooks;
 
 use crate::jobs::JobContext;
 use crate::store::issues::IssueFilter;
@@ -112,6 +113,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/status", get(api_status))
         .route("/api/refetch", post(api_refetch))
         .route("/api/test-connection", post(api_test_connection))
+        .route("/api/deliveries", get(webhooks::deliveries))
+        .route("/api/redeliver", post(webhooks::redeliver))
+        .route("/api/replay", post(webhooks::replay))
+        .route("/api/endpoint/enable", post(webhooks::enable))
         .route_layer(middleware::from_fn_with_state(state.clone(), bearer_auth));
     let ui = Router::new()
         .route("/", get(page::index))

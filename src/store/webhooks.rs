@@ -167,6 +167,8 @@ pub struct AttemptRow {
 pub struct DeliveryFilter {
     /// Only this `(tenant, endpoint)`.
     pub endpoint: Option<(String, String)>,
+    /// Only this tenant (a tenant's admin token sees its own deliveries only).
+    pub tenant: Option<String>,
     /// Only deliveries that failed or are retrying after a failure.
     pub failed: bool,
     /// At most this many, newest first.
@@ -765,12 +767,15 @@ impl Store {
                     last_error, next_attempt_at, created_at, delivered_at
              FROM webhook_deliveries
              WHERE (? IS NULL OR (tenant = ? AND endpoint = ?))
+               AND (? IS NULL OR tenant = ?)
                AND (NOT ? OR status = 'failed' OR (status IN ('pending', 'held') AND attempts > 0))
              ORDER BY created_at DESC, id DESC LIMIT ?",
         )
         .bind(tenant)
         .bind(tenant)
         .bind(endpoint)
+        .bind(f.tenant.as_deref())
+        .bind(f.tenant.as_deref())
         .bind(f.failed)
         .bind(f.limit)
         .fetch_all(self.db())

@@ -1,13 +1,17 @@
 //! The admin server of a real daemon: authentication on every route, tenant isolation, the
-//! per-tenant rolling rate limit, and the page in a real headless browser.
+//! per-tenant rolling rate limit, the webhook operations, and the page in a real headless
+//! browser.
 
 use crate::fake_distributor::{FakeDistributor, Reply};
 use crate::helpers::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const OPERATOR: &str = "operator-token-0123456789abcdef";
+const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 struct Admin {
     env: TestEnv,
@@ -19,6 +23,11 @@ struct Admin {
 /// A daemon with two tenants (acme, bravo) of one feed each, its admin server on a known
 /// port and the operator token in the environment.
 async fn start(extra_config: &str) -> (Admin, FakeDistributor) {
+    start_with(extra_config, |_| String::new()).await
+}
+
+/// As [`start`], with `more(tenant)` appended to each tenant's catalog.
+async fn start_with(extra_config: &str, more: impl Fn(&str) -> String) -> (Admin, FakeDistributor) {
     let fake = FakeDistributor::start(Reply::status(401)).await;
     let port = free_port();
     let env = TestEnv::sqlite().with_config(&format!(
@@ -26,9 +35,13 @@ async fn start(extra_config: &str) -> (Admin, FakeDistributor) {
     ));
     for tenant in ["acme", "bravo"] {
         let feed = env.http_feed("prices", &fake.url(&format!("/{tenant}.csv")));
-        env.write_catalog(tenant, &format!("tenant = \"{tenant}\"\n{feed}"));
+        let more = more(tenant);
+        env.write_catalog(tenant, &format!("tenant = \"{tenant}\"\n{feed}\n{more}"));
     }
-    let daemon = env.spawn_with_env(&[("TEST_ADMIN_TOKEN", OPERATOR)]);
+    let daemon = env.spawn_with_env(&[
+        ("TEST_ADMIN_TOKEN", OPERATOR),
+        ("TEST_WEBHOOK_SECRET", WEBHOOK_SECRET),
+    ]);
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     eventually(Duration::from_secs(20), "the admin server", || {
@@ -386,6 +399,552 @@ async fn the_admin_page_in_a_real_browser_logs_in_shows_the_issue_and_queues_a_r
     assert!(
         text.contains("queued"),
         "the page says the re-fetch is queued: {text}"
+    );
+}
+
+/// A webhook receiver on loopback for both tenants (`/acme`, `/bravo`): answers a scripted
+/// status per path, then 200, and keeps the `webhook-id` of every request per path.
+#[derive(Clone, Default)]
+struct Hooks {
+    base: String,
+    inner: Arc<Mutex<HooksInner>>,
+}
+
+#[derive(Default)]
+struct HooksInner {
+    script: HashMap<String, VecDeque<u16>>,
+    got: HashMap<String, Vec<String>>,
+}
+
+impl Hooks {
+    async fn start() -> Hooks {
+        let inner: Arc<Mutex<HooksInner>> = Arc::default();
+        let state = inner.clone();
+        let app = axum::Router::new().fallback(
+            move |uri: axum::http::Uri, headers: axum::http::HeaderMap| {
+                let state = state.clone();
+                async move {
+                    let path = uri.path().to_string();
+                    let id = headers
+                        .get("webhook-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    let mut i = state.lock().unwrap();
+                    let status = i
+                        .script
+                        .get_mut(&path)
+                        .and_then(VecDeque::pop_front)
+                        .unwrap_or(200);
+                    i.got.entry(path).or_default().push(id);
+                    axum::http::StatusCode::from_u16(status).unwrap()
+                }
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Hooks { base, inner }
+    }
+
+    fn answer(&self, path: &str, statuses: &[u16]) {
+        let mut i = self.inner.lock().unwrap();
+        i.script
+            .entry(path.into())
+            .or_default()
+            .extend(statuses.iter().copied());
+    }
+
+    /// The `webhook-id`s received on `path`, in order.
+    fn got(&self, path: &str) -> Vec<String> {
+        let i = self.inner.lock().unwrap();
+        i.got.get(path).cloned().unwrap_or_default()
+    }
+
+    async fn wait_for(&self, path: &str, n: usize) -> Vec<String> {
+        eventually(
+            Duration::from_secs(20),
+            &format!("{n} requests on {path}"),
+            || {
+                let got = self.got(path);
+                async move { (got.len() >= n).then_some(got) }
+            },
+        )
+        .await
+    }
+}
+
+/// Webhook delivery settings fast enough for a test; loopback allowed explicitly.
+const WEBHOOKS: &str = r#"
+[webhooks]
+retry_schedule = ["0s", "1s", "3s"]
+jitter = 0.0
+allow_cidrs = ["127.0.0.0/8"]
+dispatch_interval = "100ms"
+"#;
+
+/// The webhook world of the tests below: acme's endpoint `erp` took its delivery; bravo's
+/// answered 410, so bravo/erp is disabled and its delivery is held.
+struct WebhookWorld {
+    admin: Admin,
+    _fake: FakeDistributor,
+    hooks: Hooks,
+    acme_delivery: String,
+    bravo_delivery: String,
+}
+
+async fn start_webhooks() -> WebhookWorld {
+    let hooks = Hooks::start().await;
+    hooks.answer("/bravo", &[410]);
+    let base = hooks.base.clone();
+    let (admin, fake) = start_with(WEBHOOKS, |tenant| {
+        format!(
+            "[[webhook]]\nname = \"erp\"\nurl = \"{base}/{tenant}\"\nevents = [\"*\"]\nsecret_env = \"TEST_WEBHOOK_SECRET\"\n"
+        )
+    })
+    .await;
+    // One price change per tenant, written the way an import writes its outbox.
+    let store = admin.env.store().await;
+    for tenant in ["acme", "bravo"] {
+        sqlx::query(
+            "INSERT INTO price_changes (tenant, feed, run, sku, change, old_price, new_price, old_stock, new_stock, recorded_at)
+             VALUES (?, 'prices', 'run-1', 'A-1', 'changed', '1.00', '2.00', 1, 1, ?)",
+        )
+        .bind(tenant)
+        .bind(chrono::Utc::now())
+        .execute(store.pool())
+        .await
+        .unwrap();
+    }
+    store.close().await;
+    let env = &admin.env;
+    let acme_delivery = eventually(Duration::from_secs(20), "acme's delivery", || {
+        let d = endpoint_deliveries(env, "acme/erp");
+        async move {
+            d.first()
+                .filter(|d| d["status"] == "delivered")
+                .map(|d| d["id"].as_str().unwrap().to_string())
+        }
+    })
+    .await;
+    let bravo_delivery = eventually(
+        Duration::from_secs(20),
+        "bravo's delivery held at a disabled endpoint",
+        || {
+            let d = endpoint_deliveries(env, "bravo/erp");
+            let disabled = env
+                .issues(false)
+                .iter()
+                .any(|i| i["tenant"] == "bravo" && i["kind"] == "endpoint_disabled");
+            async move {
+                d.first()
+                    .filter(|d| d["status"] == "held" && disabled)
+                    .map(|d| d["id"].as_str().unwrap().to_string())
+            }
+        },
+    )
+    .await;
+    WebhookWorld {
+        admin,
+        _fake: fake,
+        hooks,
+        acme_delivery,
+        bravo_delivery,
+    }
+}
+
+/// `syncd deliveries --json --endpoint T/E`.
+fn endpoint_deliveries(env: &TestEnv, target: &str) -> Vec<Value> {
+    env.json(&["deliveries", "--json", "--endpoint", target])
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn webhook_routes(delivery: &str, target: &str) -> Vec<(&'static str, String, Option<Value>)> {
+    vec![
+        ("GET", format!("/api/deliveries?endpoint={target}"), None),
+        (
+            "POST",
+            "/api/redeliver".into(),
+            Some(json!({ "delivery": delivery })),
+        ),
+        (
+            "POST",
+            "/api/replay".into(),
+            Some(json!({ "target": target, "since": "2h" })),
+        ),
+        (
+            "POST",
+            "/api/endpoint/enable".into(),
+            Some(json!({ "target": target })),
+        ),
+    ]
+}
+
+async fn endpoint_disabled(env: &TestEnv, tenant: &str) -> bool {
+    let store = env.store().await;
+    let disabled = store.endpoint_disabled(tenant, "erp").await.unwrap();
+    store.close().await;
+    disabled
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_routes_need_a_valid_token_and_do_what_the_cli_does_for_the_operator() {
+    let w = start_webhooks().await;
+    let (admin, hooks) = (&w.admin, &w.hooks);
+    let before = admin.env.json(&["deliveries", "--json"]);
+
+    for (method, path, body) in webhook_routes(&w.bravo_delivery, "bravo/erp") {
+        for token in [
+            None,
+            Some("wrong-token-wrong-token"),
+            Some("syncd_00000000_nope"),
+        ] {
+            let resp = admin.call(method, &path, token, body.clone()).await;
+            assert_eq!(
+                resp.status(),
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} with {token:?}"
+            );
+            let v: Value = resp.json().await.unwrap();
+            assert_eq!(v["error"]["code"], "unauthorized", "{method} {path}");
+        }
+    }
+    // Refused requests changed nothing: no redelivery, no replay, still disabled.
+    assert_eq!(admin.env.json(&["deliveries", "--json"]), before);
+    assert!(endpoint_disabled(&admin.env, "bravo").await);
+
+    // GET /api/deliveries answers what `syncd deliveries --json` prints, filters included.
+    for (query, args) in [
+        ("", &[][..]),
+        ("?endpoint=bravo/erp", &["--endpoint", "bravo/erp"][..]),
+        ("?failed=true", &["--failed"][..]),
+        ("?limit=1", &["--limit", "1"][..]),
+    ] {
+        let resp = admin
+            .call(
+                "GET",
+                &format!("/api/deliveries{query}"),
+                Some(OPERATOR),
+                None,
+            )
+            .await;
+        assert_eq!(resp.status(), 200, "{query}");
+        let api: Value = resp.json().await.unwrap();
+        let mut cli_args = vec!["deliveries", "--json"];
+        cli_args.extend_from_slice(args);
+        assert_eq!(api, admin.env.json(&cli_args), "{query}");
+    }
+    let all: Value = admin
+        .call("GET", "/api/deliveries", Some(OPERATOR), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 2, "{all}");
+    assert_eq!(all[0]["attempt_log"].as_array().unwrap().len(), 1);
+
+    // Replay: a disabled endpoint is a conflict, a bad `since` a bad request, an unknown
+    // endpoint 404 — each a JSON error, none changing anything.
+    for (body, status, code) in [
+        (
+            json!({"target": "bravo/erp", "since": "2h"}),
+            StatusCode::CONFLICT,
+            "endpoint_disabled",
+        ),
+        (
+            json!({"target": "acme/erp", "since": "yesterday"}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            json!({"target": "acme/nope", "since": "2h"}),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            json!({"target": "acme", "since": "2h"}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+    ] {
+        let resp = admin
+            .call("POST", "/api/replay", Some(OPERATOR), Some(body.clone()))
+            .await;
+        assert_eq!(resp.status(), status, "{body}");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["code"], code, "{body}: {v}");
+        assert!(v["error"]["message"].is_string());
+    }
+    let resp = admin
+        .call(
+            "POST",
+            "/api/replay",
+            Some(OPERATOR),
+            Some(json!({"target": "acme/erp", "since": "yesterday"})),
+        )
+        .await;
+    let v: Value = resp.json().await.unwrap();
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("RFC 3339"),
+        "the error says what a `since` is: {v}"
+    );
+    assert_eq!(admin.env.json(&["deliveries", "--json"]), before);
+
+    // Enabling bravo/erp releases its held delivery, which the receiver then gets.
+    let resp = admin
+        .call(
+            "POST",
+            "/api/endpoint/enable",
+            Some(OPERATOR),
+            Some(json!({"target": "bravo/erp"})),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        v,
+        json!({"target": "bravo/erp", "was_disabled": true, "released": 1})
+    );
+    let got = hooks.wait_for("/bravo", 2).await;
+    assert_eq!(
+        got[1], w.bravo_delivery,
+        "the held delivery, same webhook-id"
+    );
+    assert!(!endpoint_disabled(&admin.env, "bravo").await);
+    assert!(
+        !admin
+            .env
+            .issues(false)
+            .iter()
+            .any(|i| i["kind"] == "endpoint_disabled"),
+        "enabling resolves the endpoint_disabled issue"
+    );
+
+    // Redeliver: due now, sent again with the same webhook-id as a manual attempt.
+    let resp = admin
+        .call(
+            "POST",
+            "/api/redeliver",
+            Some(OPERATOR),
+            Some(json!({"delivery": w.acme_delivery})),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["delivery"], w.acme_delivery.as_str());
+    assert_eq!(v["tenant"], "acme");
+    assert_eq!(v["endpoint"], "erp");
+    assert_eq!(v["previous_status"], "delivered");
+    assert_eq!(v["status"], "pending");
+    let got = hooks.wait_for("/acme", 2).await;
+    assert_eq!(got[1], w.acme_delivery);
+    eventually(
+        Duration::from_secs(20),
+        "the manual attempt in the log",
+        || {
+            let d = endpoint_deliveries(&admin.env, "acme/erp");
+            let id = w.acme_delivery.clone();
+            async move {
+                let log = d.iter().find(|d| d["id"] == id.as_str())?["attempt_log"]
+                    .as_array()?
+                    .clone();
+                (log.len() == 2 && log[1]["manual"] == true).then_some(())
+            }
+        },
+    )
+    .await;
+    let resp = admin
+        .call(
+            "POST",
+            "/api/redeliver",
+            Some(OPERATOR),
+            Some(json!({"delivery": "msg_nope"})),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+
+    // Replay: the window's event again, as a new delivery.
+    let resp = admin
+        .call(
+            "POST",
+            "/api/replay",
+            Some(OPERATOR),
+            Some(json!({"target": "acme/erp", "since": "1h"})),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["target"], "acme/erp");
+    assert_eq!(v["events"], 1, "{v}");
+    let new_id = v["deliveries"][0].as_str().unwrap().to_string();
+    assert_ne!(new_id, w.acme_delivery);
+    let got = hooks.wait_for("/acme", 3).await;
+    assert_eq!(got[2], new_id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_token_gets_404_for_another_tenants_deliveries_and_endpoints_and_nothing_changes()
+{
+    let w = start_webhooks().await;
+    let admin = &w.admin;
+    let acme = admin.token(Some("acme"));
+    let bravo_before = endpoint_deliveries(&admin.env, "bravo/erp");
+    assert_eq!(bravo_before.len(), 1);
+
+    let mut refused = webhook_routes(&w.bravo_delivery, "bravo/erp");
+    refused.push(("GET", "/api/deliveries?tenant=bravo".into(), None));
+    refused.push((
+        "POST",
+        "/api/replay".into(),
+        Some(json!({"target": "bravo/erp", "since": "not-a-time"})),
+    ));
+    for (method, path, body) in refused {
+        let resp = admin.call(method, &path, Some(&acme), body.clone()).await;
+        assert_eq!(
+            resp.status(),
+            StatusCode::NOT_FOUND,
+            "{method} {path} {body:?}"
+        );
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "not_found", "{method} {path}: {v}");
+        let text = v.to_string();
+        assert!(
+            !text.contains("held") && !text.contains("disabled"),
+            "nothing of bravo's state: {text}"
+        );
+    }
+    // Another tenant's delivery looks exactly like an unknown one.
+    let unknown: Value = admin
+        .call(
+            "POST",
+            "/api/redeliver",
+            Some(&acme),
+            Some(json!({"delivery": "msg_nope"})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let other: Value = admin
+        .call(
+            "POST",
+            "/api/redeliver",
+            Some(&acme),
+            Some(json!({"delivery": w.bravo_delivery})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        other["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace(&w.bravo_delivery, "ID"),
+        unknown["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace("msg_nope", "ID")
+    );
+
+    // Nothing of bravo changed: not redelivered, nothing replayed, still disabled.
+    assert_eq!(endpoint_deliveries(&admin.env, "bravo/erp"), bravo_before);
+    assert_eq!(bravo_before[0]["manual"], false);
+    assert!(endpoint_disabled(&admin.env, "bravo").await);
+    assert!(
+        admin
+            .env
+            .issues(false)
+            .iter()
+            .any(|i| i["tenant"] == "bravo" && i["kind"] == "endpoint_disabled"),
+        "bravo's endpoint_disabled issue is still open"
+    );
+    assert_eq!(
+        w.hooks.got("/bravo").len(),
+        1,
+        "bravo got only the 410'd request"
+    );
+
+    // Its own deliveries, and only those, without a filter.
+    let own: Value = admin
+        .call("GET", "/api/deliveries", Some(&acme), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = own
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [w.acme_delivery.as_str()]);
+    let filtered: Value = admin
+        .call(
+            "GET",
+            "/api/deliveries?endpoint=acme/erp",
+            Some(&acme),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(filtered, own);
+
+    // Its own actions work.
+    let resp = admin
+        .call(
+            "POST",
+            "/api/redeliver",
+            Some(&acme),
+            Some(json!({"delivery": w.acme_delivery})),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    w.hooks.wait_for("/acme", 2).await;
+    let resp = admin
+        .call(
+            "POST",
+            "/api/endpoint/enable",
+            Some(&acme),
+            Some(json!({"target": "acme/erp"})),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["was_disabled"], false);
+    let resp = admin
+        .call(
+            "POST",
+            "/api/replay",
+            Some(&acme),
+            Some(json!({"target": "acme/erp", "since": "1h"})),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+
+    // The operator sees both tenants' deliveries.
+    let all: Value = admin
+        .call("GET", "/api/deliveries", Some(OPERATOR), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let tenants: BTreeSet<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["tenant"].as_str().unwrap())
+        .collect();
+    assert_eq!(tenants, BTreeSet::from(["acme", "bravo"]));
+    assert!(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["id"] == w.bravo_delivery.as_str())
     );
 }
 

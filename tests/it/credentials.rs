@@ -397,6 +397,7 @@ async fn no_secret_appears_in_logs_issues_outputs_or_listings() {
     const REFRESH: &str = "oauth-refresh-leakcheck-5555";
     const FEED_PASSWORD: &str = "feed-password-leakcheck-6666";
     const ENV_PASSWORD: &str = "env-feed-password-leakcheck-7777";
+    const ADMIN_TOKEN: &str = "admin-operator-token-leakcheck-8888";
 
     let hubspot = FakeHubSpot::start(HubSpotOptions {
         limit_per_10s: 5000,
@@ -408,15 +409,19 @@ async fn no_secret_appears_in_logs_issues_outputs_or_listings() {
     hubspot.add_oauth_client("client-leakcheck", CLIENT_SECRET, REFRESH);
     hubspot.add_companies(5);
     let feed = FakeDistributor::start(Reply::status(401)).await;
-    let env = TestEnv::sqlite().with_config(
+    let admin_port = free_port();
+    let env = TestEnv::sqlite().with_config(&format!(
         r#"
 [log]
 filter = "debug"
 [crm]
 hubspot_per_10s = 5000
 hubspot_search_per_second = 100
-"#,
-    );
+[admin]
+bind = "127.0.0.1:{admin_port}"
+token_env = "LEAK_ADMIN_TOKEN"
+"#
+    ));
     env.write_catalog(
         "acme",
         &format!(
@@ -458,7 +463,10 @@ price = "price"
             url = feed.url("/p.csv"),
         ),
     );
-    let vars = [("LEAK_FEED_TOKEN", ENV_PASSWORD)];
+    let vars = [
+        ("LEAK_FEED_TOKEN", ENV_PASSWORD),
+        ("LEAK_ADMIN_TOKEN", ADMIN_TOKEN),
+    ];
     let mut outputs: Vec<(String, String)> = Vec::new();
     let mut record = |what: &str, out: Output| {
         outputs.push((what.to_string(), text(&out)));
@@ -565,6 +573,7 @@ price = "price"
         REFRESH,
         FEED_PASSWORD,
         ENV_PASSWORD,
+        ADMIN_TOKEN,
     ]
     .into_iter()
     .map(String::from)
@@ -584,6 +593,28 @@ price = "price"
         "the OAuth run handed out tokens: {known:?}"
     );
     let known = Known(known);
+
+    // What the running daemon serves: a live /metrics scrape and the admin API's JSON.
+    let http = reqwest::Client::new();
+    for (path, expected) in [
+        ("/metrics", "syncd_jobs_finished_total"),
+        ("/api/issues?all=true", "credentials_rejected"),
+        ("/api/status", "hubspot-oauth"),
+    ] {
+        let resp = http
+            .get(format!("http://127.0.0.1:{admin_port}{path}"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "GET {path}");
+        let body = resp.text().await.unwrap();
+        assert!(
+            body.contains(expected),
+            "GET {path} answered with the daemon's data: {body}"
+        );
+        known.assert_absent(&format!("GET {path}"), &body);
+    }
 
     let log = daemon.log();
     assert!(log.contains("DEBUG"), "the daemon logged at debug level");
