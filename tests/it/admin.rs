@@ -506,13 +506,13 @@ async fn start_webhooks() -> WebhookWorld {
     // One price change per tenant, written the way an import writes its outbox.
     let store = admin.env.store().await;
     for tenant in ["acme", "bravo"] {
-        sqlx::query(
+        syncd::store::db::query(
             "INSERT INTO price_changes (tenant, feed, run, sku, change, old_price, new_price, old_stock, new_stock, recorded_at)
              VALUES (?, 'prices', 'run-1', 'A-1', 'changed', '1.00', '2.00', 1, 1, ?)",
         )
         .bind(tenant)
         .bind(chrono::Utc::now())
-        .execute(store.pool())
+        .execute(store.db())
         .await
         .unwrap();
     }
