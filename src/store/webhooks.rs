@@ -1,14 +1,17 @@
 //! Webhook events, deliveries, attempts and endpoint health.
 //!
 //! The change tables (`price_changes`, `company_changes`) are the outbox: the dispatcher
-//! reads the rows past its cursor, turns them into events and one delivery per subscribed
-//! endpoint, and moves the cursor — all in one transaction, so an event exists exactly when
-//! its cursor move does. A delivery is `pending` until an attempt succeeds (`delivered`),
+//! reads the rows not yet dispatched, turns them into events and one delivery per subscribed
+//! endpoint, and marks those rows dispatched — all in one transaction, so an event exists
+//! exactly when its rows are marked. A delivery is `pending` until an attempt succeeds (`delivered`),
 //! the schedule runs out or the endpoint refuses it for good (`failed`), or the endpoint is
 //! disabled (`held`: kept, not sent, released by `syncd endpoint enable`).
 //!
-//! Change ids are handed out by SQLite's single writer, so a committed row never appears
-//! below a cursor that has already passed it. (PostgreSQL would need a commit-ordered outbox.)
+//! The rows are marked one by one rather than passed by a cursor over their ids: PostgreSQL
+//! hands out ids when rows are inserted, not when they commit, so a long import on one node
+//! can commit ids below those another node's import committed (and a cursor moved past)
+//! meanwhile. Dispatchers of several nodes take turns through a lock (see
+//! [`db::Db::begin_write`]).
 
 use super::Store;
 use super::db;
@@ -206,18 +209,6 @@ impl Store {
         first_delay: chrono::Duration,
     ) -> sqlx::Result<(usize, usize)> {
         let mut tx = self.db().begin_write("webhook-dispatch").await?;
-        let cursor = |source: &'static str| {
-            db::query_as::<(i64,)>("SELECT last_id FROM webhook_cursors WHERE source = ?")
-                .bind(source)
-        };
-        let (price_cursor,) = cursor("price_changes")
-            .fetch_optional(&mut tx)
-            .await?
-            .unwrap_or((0,));
-        let (company_cursor,) = cursor("company_changes")
-            .fetch_optional(&mut tx)
-            .await?
-            .unwrap_or((0,));
         type PriceRow = (
             i64,
             String,
@@ -232,18 +223,16 @@ impl Store {
         );
         let prices: Vec<PriceRow> = db::query_as(
             "SELECT id, tenant, feed, run, sku, change, old_price, new_price, old_stock, new_stock
-             FROM price_changes WHERE id > ? ORDER BY id LIMIT ?",
+             FROM price_changes WHERE NOT dispatched ORDER BY id LIMIT ?",
         )
-        .bind(price_cursor)
         .bind(OUTBOX_BATCH)
         .fetch_all(&mut tx)
         .await?;
         type CompanyRow = (i64, String, String, String, String, String, String);
         let companies: Vec<CompanyRow> = db::query_as(
             "SELECT id, tenant, crm, run, domain, change, data
-             FROM company_changes WHERE id > ? ORDER BY id LIMIT ?",
+             FROM company_changes WHERE NOT dispatched ORDER BY id LIMIT ?",
         )
-        .bind(company_cursor)
         .bind(OUTBOX_BATCH)
         .fetch_all(&mut tx)
         .await?;
@@ -283,11 +272,9 @@ impl Store {
             };
             groups[idx].items.push(item);
         };
-        let mut price_last = price_cursor;
-        for (id, tenant, feed, run, sku, change, old_price, new_price, old_stock, new_stock) in
+        for (_, tenant, feed, run, sku, change, old_price, new_price, old_stock, new_stock) in
             &prices
         {
-            price_last = *id;
             let item = json!({
                 "sku": sku, "change": change,
                 "old_price": old_price, "new_price": new_price,
@@ -304,9 +291,7 @@ impl Store {
                 add(tenant, "feed", feed, run, "stock.changed", item);
             }
         }
-        let mut company_last = company_cursor;
-        for (id, tenant, crm, run, domain, change, data) in &companies {
-            company_last = *id;
+        for (_, tenant, crm, run, domain, change, data) in &companies {
             let data: Value = serde_json::from_str(data).unwrap_or(Value::String(data.clone()));
             let item = json!({ "domain": domain, "change": change, "data": data });
             add(tenant, "crm", crm, run, "company.enriched", item);
@@ -368,18 +353,23 @@ impl Store {
                 created += 1;
             }
         }
-        for (source, last) in [
-            ("price_changes", price_last),
-            ("company_changes", company_last),
+        let price_ids: Vec<i64> = prices.iter().map(|r| r.0).collect();
+        let company_ids: Vec<i64> = companies.iter().map(|r| r.0).collect();
+        for (table, ids) in [
+            ("price_changes", &price_ids),
+            ("company_changes", &company_ids),
         ] {
-            db::query(
-                "INSERT INTO webhook_cursors (source, last_id) VALUES (?, ?)
-                 ON CONFLICT (source) DO UPDATE SET last_id = excluded.last_id",
-            )
-            .bind(source)
-            .bind(last)
-            .execute(&mut tx)
-            .await?;
+            for chunk in ids.chunks(1000) {
+                let marks = vec!["?"; chunk.len()].join(",");
+                // Only placeholders and a fixed table name are formatted into the text.
+                let mut q = db::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE {table} SET dispatched = TRUE WHERE id IN ({marks})"
+                )));
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                q.execute(&mut tx).await?;
+            }
         }
         tx.commit().await?;
         Ok((rows, created))

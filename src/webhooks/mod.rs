@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! price_changes / company_changes (same transaction as the data: the outbox)
-//!        │  dispatcher: rows past the cursor ─► events (≤ max_items_per_event items)
-//!        │              + one delivery per subscribed endpoint, cursor moved, one commit
+//!        │  dispatcher: rows not yet dispatched ─► events (≤ max_items_per_event items)
+//!        │              + one delivery per subscribed endpoint, rows marked, one commit
 //!        ▼
 //! webhook_deliveries (pending, not queued) ─► queue task (idempotency key per attempt)
 //!        ▼

@@ -9,12 +9,12 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "pat-eu1-0000-test-private-app-token";
-const CLIENT_ID: &str = "client-1234";
-const CLIENT_SECRET: &str = "client-secret-abcdef";
-const REFRESH: &str = "refresh-seed-0001";
+pub(crate) const CLIENT_ID: &str = "client-1234";
+pub(crate) const CLIENT_SECRET: &str = "client-secret-abcdef";
+pub(crate) const REFRESH: &str = "refresh-seed-0001";
 const APOLLO_KEY: &str = "apollo-key-123456";
 
-fn secrets() -> Vec<(&'static str, &'static str)> {
+pub(crate) fn secrets() -> Vec<(&'static str, &'static str)> {
     vec![
         ("ACME_HUBSPOT_TOKEN", TOKEN),
         ("ACME_HUBSPOT_CLIENT_SECRET", CLIENT_SECRET),
@@ -36,7 +36,7 @@ token_env = "ACME_HUBSPOT_TOKEN"
     )
 }
 
-fn hubspot_oauth(name: &str, url: &str) -> String {
+pub(crate) fn hubspot_oauth(name: &str, url: &str) -> String {
     format!(
         r#"
 [[crm]]
@@ -65,13 +65,13 @@ api_key_env = "ACME_APOLLO_KEY"
 }
 
 /// Generous limits on both sides, for tests about something else than rate limits.
-const FAST: &str = r#"
+pub(crate) const FAST: &str = r#"
 [crm]
 hubspot_per_10s = 5000
 hubspot_search_per_second = 100
 "#;
 
-fn fast_hubspot() -> HubSpotOptions {
+pub(crate) fn fast_hubspot() -> HubSpotOptions {
     HubSpotOptions {
         limit_per_10s: 5000,
         search_per_second: 100,

@@ -112,6 +112,30 @@ impl TestEnv {
         Self::new("redis", url)
     }
 
+    /// `n` nodes of one deployment: one PostgreSQL database, one Redis queue namespace, one
+    /// master key, each node with a directory (config, catalog, log) of its own.
+    pub fn cluster(n: usize) -> Vec<TestEnv> {
+        let first = Self::redis(REDIS_URL);
+        let pg = std::sync::Arc::new(PgDatabase::create());
+        let first = TestEnv {
+            pg: Some(pg.clone()),
+            ..first
+        };
+        first.write_config();
+        let key = std::fs::read(first.dir.path().join("master.key")).unwrap();
+        let mut nodes = vec![first];
+        for _ in 1..n {
+            let node = TestEnv {
+                pg: Some(pg.clone()),
+                ..Self::new("redis", REDIS_URL)
+            }
+            .with_namespace(&nodes[0].namespace);
+            std::fs::write(node.dir.path().join("master.key"), &key).unwrap();
+            nodes.push(node);
+        }
+        nodes
+    }
+
     fn new(backend: &'static str, redis_url: &str) -> Self {
         let env = TestEnv {
             dir: tempfile::tempdir().expect("temp dir"),

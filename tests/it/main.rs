@@ -20,6 +20,7 @@ mod helpers;
 mod lifecycle;
 mod maintenance;
 mod metrics;
+mod multinode;
 mod redis_nodes;
 mod retries;
 mod sftp;

@@ -20,9 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The endpoint's current signing secret (test value).
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub(crate) const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-fn other_secret() -> String {
+pub(crate) fn other_secret() -> String {
     format!(
         "whsec_{}",
         base64::engine::general_purpose::STANDARD.encode([42u8; 32])
@@ -30,7 +30,7 @@ fn other_secret() -> String {
 }
 
 /// Fast, deterministic delivery settings; loopback allowed explicitly.
-const FAST: &str = r#"
+pub(crate) const FAST: &str = r#"
 [webhooks]
 retry_schedule = ["0s", "1s", "3s", "6s"]
 jitter = 0.0
@@ -70,20 +70,20 @@ impl Answer {
 
 /// A request as the receiver saw it.
 #[derive(Clone, Debug)]
-struct Got {
-    at: Instant,
-    path: String,
-    id: String,
-    signature: String,
-    body: Value,
+pub(crate) struct Got {
+    pub(crate) at: Instant,
+    pub(crate) path: String,
+    pub(crate) id: String,
+    pub(crate) signature: String,
+    pub(crate) body: Value,
     /// Which of the receiver's secrets verified it (standardwebhooks).
-    verified: Vec<bool>,
+    pub(crate) verified: Vec<bool>,
     /// The status it answered.
-    answered: u16,
+    pub(crate) answered: u16,
 }
 
 impl Got {
-    fn event_id(&self) -> String {
+    pub(crate) fn event_id(&self) -> String {
         self.body["data"]["event_id"]
             .as_str()
             .unwrap_or("")
@@ -106,13 +106,13 @@ struct Inner {
 
 /// A tenant's webhook receiver on loopback.
 #[derive(Clone)]
-struct Receiver {
+pub(crate) struct Receiver {
     base: String,
     inner: Arc<Mutex<Inner>>,
 }
 
 impl Receiver {
-    async fn start(secrets: &[&str]) -> Receiver {
+    pub(crate) async fn start(secrets: &[&str]) -> Receiver {
         let inner = Arc::new(Mutex::new(Inner {
             fallback: Some(Answer::status(200)),
             secrets: secrets.iter().map(|s| s.to_string()).collect(),
@@ -124,7 +124,7 @@ impl Receiver {
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Receiver { base, inner }
     }
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
     fn then(&self, answers: impl IntoIterator<Item = Answer>) {
@@ -133,14 +133,14 @@ impl Receiver {
     fn set_fallback(&self, a: Answer) {
         self.inner.lock().unwrap().fallback = Some(a);
     }
-    fn got(&self) -> Vec<Got> {
+    pub(crate) fn got(&self) -> Vec<Got> {
         self.inner.lock().unwrap().got.clone()
     }
     fn max_in_flight(&self) -> usize {
         self.inner.lock().unwrap().max_in_flight
     }
     /// Event ids answered with 2xx.
-    fn delivered_events(&self) -> BTreeSet<String> {
+    pub(crate) fn delivered_events(&self) -> BTreeSet<String> {
         self.got()
             .iter()
             .filter(|g| (200..300).contains(&g.answered))
@@ -209,7 +209,7 @@ async fn receive(
     resp
 }
 
-fn hook(name: &str, url: &str, events: &str, extra: &str) -> String {
+pub(crate) fn hook(name: &str, url: &str, events: &str, extra: &str) -> String {
     format!(
         r#"
 [[webhook]]
