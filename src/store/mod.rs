@@ -52,6 +52,22 @@ impl Store {
         let options: PgConnectOptions = url
             .parse()
             .with_context(|| format!("[state] url `{shown}` is not a PostgreSQL URL"))?;
+        // One plain connection first: a pool that cannot connect only reports a timeout, and
+        // the operator needs the reason (refused, unknown database, authentication).
+        use sqlx::Connection;
+        match sqlx::PgConnection::connect_with(&options).await {
+            Ok(conn) => {
+                let _ = conn.close().await;
+            }
+            Err(e) => {
+                let hint = if e.to_string().contains("does not exist") {
+                    " (create it first, e.g. `createdb syncd`; syncd creates the tables)"
+                } else {
+                    ""
+                };
+                anyhow::bail!("{shown}: cannot connect to the state database: {e}{hint}");
+            }
+        }
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .min_connections(1)

@@ -160,3 +160,44 @@ fn a_second_refetch_while_one_is_pending_says_so() {
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no integration named `nope`"));
 }
+
+#[test]
+fn an_unreachable_postgresql_state_says_why_without_the_password() {
+    // Port 1 on loopback: nothing listens there.
+    let env = TestEnv::sqlite()
+        .with_config("[state]\nurl = \"postgres://syncd:hunter2-secret@127.0.0.1:1/syncd\"");
+    let out = env.run(&["status"]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("127.0.0.1:1/syncd") && text.contains("refused"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2-secret"), "{text}");
+}
+
+#[test]
+fn a_missing_postgresql_database_is_named_with_what_to_do() {
+    let server = postgres_server();
+    let env = TestEnv::sqlite().with_config(&format!(
+        "[state]\nurl = \"{server}/syncd_no_such_database\""
+    ));
+    let out = env.run(&["status"]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("syncd_no_such_database") && text.contains("createdb"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_state_url_of_another_database_is_refused_by_check_config() {
+    let env = TestEnv::sqlite().with_config("[state]\nurl = \"mysql://127.0.0.1/syncd\"");
+    let (ok, text) = check(&env);
+    assert!(!ok);
+    assert!(
+        text.contains("config.toml") && text.contains("[state] url"),
+        "{text}"
+    );
+}
