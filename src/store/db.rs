@@ -265,23 +265,30 @@ fn numbered(sql: &str) -> String {
     out
 }
 
+/// Binds every argument to a native query (the same code for both drivers).
+macro_rules! bind_all {
+    ($q:expr, $args:expr) => {{
+        let mut q = $q;
+        for a in $args {
+            q = match a {
+                Arg::Text(v) => q.bind(v),
+                Arg::OwnedText(v) => q.bind(v),
+                Arg::Int(v) => q.bind(v),
+                Arg::Float(v) => q.bind(v),
+                Arg::Bool(v) => q.bind(v),
+                Arg::Time(v) => q.bind(v),
+                Arg::Bytes(v) => q.bind(v),
+            };
+        }
+        q
+    }};
+}
+
 fn sqlite_query(
     sql: SqlStr,
     args: Vec<Arg<'_>>,
 ) -> sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments> {
-    let mut q = sqlx::query(sql);
-    for a in args {
-        q = match a {
-            Arg::Text(v) => q.bind(v),
-            Arg::OwnedText(v) => q.bind(v),
-            Arg::Int(v) => q.bind(v),
-            Arg::Float(v) => q.bind(v),
-            Arg::Bool(v) => q.bind(v),
-            Arg::Time(v) => q.bind(v),
-            Arg::Bytes(v) => q.bind(v),
-        };
-    }
-    q
+    bind_all!(sqlx::query(sql), args)
 }
 
 fn pg_query(
@@ -290,19 +297,10 @@ fn pg_query(
 ) -> sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments> {
     // Only placeholders were formatted into the text (every value is bound), and numbering
     // them keeps it that way.
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(numbered(sql.as_str())));
-    for a in args {
-        q = match a {
-            Arg::Text(v) => q.bind(v),
-            Arg::OwnedText(v) => q.bind(v),
-            Arg::Int(v) => q.bind(v),
-            Arg::Float(v) => q.bind(v),
-            Arg::Bool(v) => q.bind(v),
-            Arg::Time(v) => q.bind(v),
-            Arg::Bytes(v) => q.bind(v),
-        };
-    }
-    q
+    bind_all!(
+        sqlx::query(sqlx::AssertSqlSafe(numbered(sql.as_str()))),
+        args
+    )
 }
 
 impl<'a> Query<'a> {

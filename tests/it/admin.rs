@@ -97,6 +97,33 @@ impl Admin {
         }
         req.send().await.unwrap()
     }
+
+    /// No token, a wrong one and an unknown stored one: 401 with the JSON error each time.
+    async fn assert_unauthorized(&self, method: &str, path: &str, body: Option<Value>) {
+        for token in [
+            None,
+            Some("wrong-token-wrong-token"),
+            Some("syncd_00000000_nope"),
+        ] {
+            let resp = self.call(method, path, token, body.clone()).await;
+            assert_eq!(
+                resp.status(),
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} with {token:?}"
+            );
+            let v: Value = resp.json().await.unwrap();
+            assert_eq!(v["error"]["code"], "unauthorized", "{method} {path}");
+        }
+    }
+
+    /// `GET path` with `token`, the body as JSON.
+    async fn get_json(&self, path: &str, token: Option<&str>) -> Value {
+        self.call("GET", path, token, None)
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
 }
 
 fn routes(target: &str) -> Vec<(&'static str, String, Option<Value>)> {
@@ -121,20 +148,7 @@ fn routes(target: &str) -> Vec<(&'static str, String, Option<Value>)> {
 async fn every_admin_route_needs_a_valid_token_and_answers_json_with_one() {
     let (admin, _fake) = start("").await;
     for (method, path, body) in routes("acme/prices") {
-        for token in [
-            None,
-            Some("wrong-token-wrong-token"),
-            Some("syncd_00000000_nope"),
-        ] {
-            let resp = admin.call(method, &path, token, body.clone()).await;
-            assert_eq!(
-                resp.status(),
-                StatusCode::UNAUTHORIZED,
-                "{method} {path} with {token:?}"
-            );
-            let v: Value = resp.json().await.unwrap();
-            assert_eq!(v["error"]["code"], "unauthorized", "{method} {path}");
-        }
+        admin.assert_unauthorized(method, &path, body.clone()).await;
         let resp = admin
             .call(method, &path, Some(OPERATOR), body.clone())
             .await;
@@ -179,12 +193,7 @@ async fn every_admin_route_needs_a_valid_token_and_answers_json_with_one() {
     );
 
     // The same data and shapes as the CLI.
-    let api: Value = admin
-        .call("GET", "/api/status", Some(OPERATOR), None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let api: Value = admin.get_json("/api/status", Some(OPERATOR)).await;
     let cli = admin.env.json(&["status", "--json"]);
     let names = |v: &Value| -> Vec<String> {
         v.as_array()
@@ -269,12 +278,7 @@ async fn a_tenant_token_gets_404_for_everything_of_another_tenant() {
         );
     }
     // Without a filter a tenant sees its own, and only its own.
-    let issues: Value = admin
-        .call("GET", "/api/issues", Some(&acme), None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let issues: Value = admin.get_json("/api/issues", Some(&acme)).await;
     let tenants: Vec<&str> = issues
         .as_array()
         .unwrap()
@@ -282,12 +286,7 @@ async fn a_tenant_token_gets_404_for_everything_of_another_tenant() {
         .map(|i| i["tenant"].as_str().unwrap())
         .collect();
     assert_eq!(tenants, vec!["acme"]);
-    let status: Value = admin
-        .call("GET", "/api/status", Some(&acme), None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let status: Value = admin.get_json("/api/status", Some(&acme)).await;
     assert_eq!(status.as_array().unwrap().len(), 1);
     assert_eq!(status[0]["tenant"], "acme");
     // Its own actions work.
@@ -301,12 +300,7 @@ async fn a_tenant_token_gets_404_for_everything_of_another_tenant() {
         .await;
     assert!(resp.status().is_success(), "{}", resp.status());
     // The operator sees both.
-    let issues: Value = admin
-        .call("GET", "/api/issues", Some(OPERATOR), None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let issues: Value = admin.get_json("/api/issues", Some(OPERATOR)).await;
     assert_eq!(issues.as_array().unwrap().len(), 2);
 }
 
@@ -596,20 +590,7 @@ async fn webhook_routes_need_a_valid_token_and_do_what_the_cli_does_for_the_oper
     let before = admin.env.json(&["deliveries", "--json"]);
 
     for (method, path, body) in webhook_routes(&w.bravo_delivery, "bravo/erp") {
-        for token in [
-            None,
-            Some("wrong-token-wrong-token"),
-            Some("syncd_00000000_nope"),
-        ] {
-            let resp = admin.call(method, &path, token, body.clone()).await;
-            assert_eq!(
-                resp.status(),
-                StatusCode::UNAUTHORIZED,
-                "{method} {path} with {token:?}"
-            );
-            let v: Value = resp.json().await.unwrap();
-            assert_eq!(v["error"]["code"], "unauthorized", "{method} {path}");
-        }
+        admin.assert_unauthorized(method, &path, body.clone()).await;
     }
     // Refused requests changed nothing: no redelivery, no replay, still disabled.
     assert_eq!(admin.env.json(&["deliveries", "--json"]), before);
@@ -636,12 +617,7 @@ async fn webhook_routes_need_a_valid_token_and_do_what_the_cli_does_for_the_oper
         cli_args.extend_from_slice(args);
         assert_eq!(api, admin.env.json(&cli_args), "{query}");
     }
-    let all: Value = admin
-        .call("GET", "/api/deliveries", Some(OPERATOR), None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let all: Value = admin.get_json("/api/deliveries", Some(OPERATOR)).await;
     assert_eq!(all.as_array().unwrap().len(), 2, "{all}");
     assert_eq!(all[0]["attempt_log"].as_array().unwrap().len(), 1);
 
@@ -868,12 +844,7 @@ async fn a_tenant_token_gets_404_for_another_tenants_deliveries_and_endpoints_an
     );
 
     // Its own deliveries, and only those, without a filter.
-    let own: Value = admin
-        .call("GET", "/api/deliveries", Some(&acme), None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let own: Value = admin.get_json("/api/deliveries", Some(&acme)).await;
     let ids: Vec<&str> = own
         .as_array()
         .unwrap()
@@ -882,16 +853,8 @@ async fn a_tenant_token_gets_404_for_another_tenants_deliveries_and_endpoints_an
         .collect();
     assert_eq!(ids, [w.acme_delivery.as_str()]);
     let filtered: Value = admin
-        .call(
-            "GET",
-            "/api/deliveries?endpoint=acme/erp",
-            Some(&acme),
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/api/deliveries?endpoint=acme/erp", Some(&acme))
+        .await;
     assert_eq!(filtered, own);
 
     // Its own actions work.
@@ -927,12 +890,7 @@ async fn a_tenant_token_gets_404_for_another_tenants_deliveries_and_endpoints_an
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
 
     // The operator sees both tenants' deliveries.
-    let all: Value = admin
-        .call("GET", "/api/deliveries", Some(OPERATOR), None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let all: Value = admin.get_json("/api/deliveries", Some(OPERATOR)).await;
     let tenants: BTreeSet<&str> = all
         .as_array()
         .unwrap()

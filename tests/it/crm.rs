@@ -204,24 +204,17 @@ oauth_refresh_margin = "500ms"
     assert!(!text.contains(CLIENT_SECRET) && !text.contains(&current));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_processes_needing_a_token_at_once_cause_one_refresh() {
-    let fake = FakeHubSpot::start(fast_hubspot()).await;
-    fake.add_oauth_client(CLIENT_ID, CLIENT_SECRET, REFRESH);
-    let env = TestEnv::sqlite().with_config(FAST);
-    env.write_catalog(
-        "acme",
-        &format!("tenant = \"acme\"\n{}", hubspot_oauth("hubspot", &fake.url)),
-    );
-    // Create the state database first, so both processes start on the same file.
-    env.json(&["status", "--json"]);
-    let runs: Vec<_> = (0..2)
-        .map(|_| {
-            let env_path = env.config_path();
+/// Runs `syncd test-connection acme/hubspot` with each config at the same moment (one process
+/// each); every one must pass.
+pub(crate) fn test_connections_at_once(configs: &[std::path::PathBuf]) {
+    let runs: Vec<_> = configs
+        .iter()
+        .cloned()
+        .map(|config| {
             std::thread::spawn(move || {
                 std::process::Command::new(env!("CARGO_BIN_EXE_syncd"))
                     .arg("--config")
-                    .arg(env_path)
+                    .arg(config)
                     .args(["test-connection", "acme/hubspot"])
                     .envs(secrets())
                     .output()
@@ -238,6 +231,20 @@ async fn two_processes_needing_a_token_at_once_cause_one_refresh() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_needing_a_token_at_once_cause_one_refresh() {
+    let fake = FakeHubSpot::start(fast_hubspot()).await;
+    fake.add_oauth_client(CLIENT_ID, CLIENT_SECRET, REFRESH);
+    let env = TestEnv::sqlite().with_config(FAST);
+    env.write_catalog(
+        "acme",
+        &format!("tenant = \"acme\"\n{}", hubspot_oauth("hubspot", &fake.url)),
+    );
+    // Create the state database first, so both processes start on the same file.
+    env.json(&["status", "--json"]);
+    test_connections_at_once(&[env.config_path(), env.config_path()]);
     assert_eq!(fake.refresh_calls(), 1, "one refresh for two processes");
 }
 

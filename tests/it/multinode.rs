@@ -2,7 +2,9 @@
 //! lost when a node dies, no scheduled tick run twice, one OAuth refresh per credential and
 //! one open issue per key however many nodes act at once.
 
-use crate::crm::{CLIENT_ID, CLIENT_SECRET, REFRESH, fast_hubspot, hubspot_oauth, secrets};
+use crate::crm::{
+    CLIENT_ID, CLIENT_SECRET, REFRESH, fast_hubspot, hubspot_oauth, test_connections_at_once,
+};
 use crate::fake_distributor::{FakeDistributor, Reply};
 use crate::fake_hubspot::FakeHubSpot;
 use crate::helpers::*;
@@ -301,30 +303,8 @@ async fn two_nodes_needing_one_oauth_token_at_once_cause_one_refresh() {
     }
     // Migrate once first, so that both nodes' commands start on the finished schema.
     nodes[0].json(&["status", "--json"]);
-    let runs: Vec<_> = nodes
-        .iter()
-        .map(|n| {
-            let config = n.config_path();
-            std::thread::spawn(move || {
-                std::process::Command::new(env!("CARGO_BIN_EXE_syncd"))
-                    .arg("--config")
-                    .arg(config)
-                    .args(["test-connection", "acme/hubspot"])
-                    .envs(secrets())
-                    .output()
-                    .unwrap()
-            })
-        })
-        .collect();
-    for r in runs {
-        let out = r.join().unwrap();
-        assert!(
-            out.status.success(),
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let configs: Vec<_> = nodes.iter().map(TestEnv::config_path).collect();
+    test_connections_at_once(&configs);
     assert_eq!(fake.refresh_calls(), 1, "one refresh for two nodes");
 }
 
