@@ -77,6 +77,8 @@ impl Store {
             .with_context(|| format!("{shown}: cannot connect to the state database"))?;
         let mut migrator = sqlx::migrate!("./migrations/postgres");
         migrator.dangerous_set_table_name("syncd_migrations");
+        // An older node (rolling upgrade, rollback) starts on a schema a newer one migrated.
+        migrator.set_ignore_missing(true);
         // sqlx holds an advisory lock while it migrates: nodes starting together take turns.
         migrator
             .run(&pool)
@@ -94,6 +96,7 @@ impl Store {
         // apalis keeps its own migrations in `_sqlx_migrations` of the same file; ours live
         // in a table of their own so neither migrator trips over the other's versions.
         migrator.dangerous_set_table_name("syncd_migrations");
+        migrator.set_ignore_missing(true);
         migrate(&migrator, &pool)
             .await
             .with_context(|| format!("{}: cannot migrate the state database", path.display()))?;
