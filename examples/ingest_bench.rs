@@ -1,10 +1,14 @@
 //! Ingest benchmark: a generated price file served on loopback, imported by a real
-//! `syncd run` (release build) through the real `feed_fetch` job into SQLite.
+//! `syncd run` (release build) through the real `feed_fetch` job into SQLite (or into an empty
+//! PostgreSQL database named by `SYNCD_BENCH_STATE`).
 //!
 //! ```text
 //! cargo build --release
 //! cargo run --release --example ingest_bench -- 1000000          # CSV with header over HTTP
 //! cargo run --release --example ingest_bench -- 1000000 ftp      # zipped positional CSV over FTP
+//! createdb -h 127.0.0.1 -U postgres bench && \
+//!   SYNCD_BENCH_STATE=postgres://postgres@127.0.0.1/bench \
+//!   cargo run --release --example ingest_bench -- 1000000         # into PostgreSQL
 //! ```
 //!
 //! Prints rows/s (from the job's own start/finish, download + parse + write + commit) and
@@ -56,7 +60,13 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(dir.path().join("jobs"))?;
     std::fs::write(
         dir.path().join("config.toml"),
-        "[scheduler]\nspread = \"0s\"\n[queue]\npoll_interval = \"100ms\"\n",
+        format!(
+            "[scheduler]\nspread = \"0s\"\n[queue]\npoll_interval = \"100ms\"\n{}",
+            // SYNCD_BENCH_STATE=postgres://…/empty_db imports into PostgreSQL instead.
+            std::env::var("SYNCD_BENCH_STATE")
+                .map(|url| format!("[state]\nurl = \"{url}\"\n"))
+                .unwrap_or_default()
+        ),
     )?;
     std::fs::write(
         dir.path().join("jobs/bench.toml"),
@@ -65,7 +75,9 @@ fn main() -> anyhow::Result<()> {
              schedule = \"every 24h\"\n{columns}"
         ),
     )?;
-    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/syncd");
+    let bin = std::env::var("SYNCD_BENCH_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/syncd"));
     anyhow::ensure!(
         bin.exists(),
         "build the daemon first: cargo build --release"

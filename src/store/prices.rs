@@ -124,12 +124,36 @@ impl Store {
             .db()
             .begin_write(&format!("prices/{tenant}/{feed}"))
             .await?;
+        if tx.is_postgres() {
+            // Each chunk's statements are planned for their own values: a generic plan, made
+            // once for the statement and kept (PostgreSQL switches to one after five runs),
+            // joins a chunk to the whole price list by a scan, which turns a large import
+            // quadratic (a million-row replace: 12 minutes instead of seconds).
+            db::query("SET LOCAL plan_cache_mode = force_custom_plan")
+                .execute(&mut tx)
+                .await?;
+        }
         let (previous,): (i64,) =
             db::query_as("SELECT COUNT(*) FROM prices WHERE tenant = ? AND feed = ?")
                 .bind(tenant)
                 .bind(feed)
                 .fetch_one(&mut tx)
                 .await?;
+        if tx.is_postgres() && previous > 0 {
+            // The per-chunk lookups are planned from the table's statistics. Right after a
+            // feed's first import they still describe the table before it (autovacuum has
+            // not caught up), and a plan for a near-empty table scans the whole list for
+            // every chunk: a million-row replace took 6 minutes instead of seconds. ANALYZE
+            // samples a bounded number of rows, so refreshing stale figures is cheap.
+            let (estimate,): (f64,) = db::query_as(
+                "SELECT reltuples::float8 FROM pg_class WHERE oid = 'prices'::regclass",
+            )
+            .fetch_one(&mut tx)
+            .await?;
+            if estimate < previous as f64 {
+                db::query("ANALYZE prices").execute(&mut tx).await?;
+            }
+        }
         Ok(PriceImport {
             tx,
             tenant: tenant.to_string(),
