@@ -448,8 +448,7 @@ impl Bench {
                 .await?;
             // Whether the dispatcher has read every change record there is.
             let (caught_up,): (bool,) = sqlx::query_as(
-                "SELECT COALESCE((SELECT last_id FROM webhook_cursors WHERE source = 'price_changes'), 0)
-                    >= (SELECT COALESCE(MAX(id), 0) FROM price_changes)",
+                "SELECT NOT EXISTS (SELECT 1 FROM price_changes WHERE NOT dispatched)",
             )
             .fetch_one(pool)
             .await?;
