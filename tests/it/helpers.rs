@@ -28,6 +28,16 @@ pub fn state_on_postgres() -> bool {
     std::env::var("SYNCD_TEST_STATE").is_ok_and(|v| v.eq_ignore_ascii_case("postgres"))
 }
 
+/// Fails the test with how to start Redis when nothing answers at `url`.
+fn assert_redis(url: &str) {
+    let addr = url.trim_start_matches("redis://");
+    assert!(
+        std::net::TcpStream::connect(addr).is_ok(),
+        "these tests need Redis at {url}; start one with: \
+         redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no"
+    );
+}
+
 /// A fresh PostgreSQL database for one test, dropped with it.
 pub struct PgDatabase {
     pub name: String,
@@ -103,33 +113,21 @@ impl TestEnv {
 
     /// Redis queue at `url`, with a namespace of its own so tests sharing a Redis never meet.
     pub fn redis(url: &str) -> Self {
-        let addr = url.trim_start_matches("redis://");
-        assert!(
-            std::net::TcpStream::connect(addr).is_ok(),
-            "these tests need Redis at {url}; start one with: \
-             redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no"
-        );
+        assert_redis(url);
         Self::new("redis", url)
     }
 
     /// `n` nodes of one deployment: one PostgreSQL database, one Redis queue namespace, one
     /// master key, each node with a directory (config, catalog, log) of its own.
     pub fn cluster(n: usize) -> Vec<TestEnv> {
-        let first = Self::redis(REDIS_URL);
+        assert_redis(REDIS_URL);
         let pg = std::sync::Arc::new(PgDatabase::create());
-        let first = TestEnv {
-            pg: Some(pg.clone()),
-            ..first
-        };
-        first.write_config();
+        let first = Self::with_state("redis", REDIS_URL, Some(pg.clone()));
         let key = std::fs::read(first.dir.path().join("master.key")).unwrap();
         let mut nodes = vec![first];
         for _ in 1..n {
-            let node = TestEnv {
-                pg: Some(pg.clone()),
-                ..Self::new("redis", REDIS_URL)
-            }
-            .with_namespace(&nodes[0].namespace);
+            let node = Self::with_state("redis", REDIS_URL, Some(pg.clone()))
+                .with_namespace(&nodes[0].namespace);
             std::fs::write(node.dir.path().join("master.key"), &key).unwrap();
             nodes.push(node);
         }
@@ -137,13 +135,23 @@ impl TestEnv {
     }
 
     fn new(backend: &'static str, redis_url: &str) -> Self {
+        let pg = state_on_postgres().then(|| std::sync::Arc::new(PgDatabase::create()));
+        Self::with_state(backend, redis_url, pg)
+    }
+
+    /// A test world on `pg` (PostgreSQL state) or, with `None`, on SQLite state.
+    fn with_state(
+        backend: &'static str,
+        redis_url: &str,
+        pg: Option<std::sync::Arc<PgDatabase>>,
+    ) -> Self {
         let env = TestEnv {
             dir: tempfile::tempdir().expect("temp dir"),
             namespace: format!("t{:08x}", rand::random::<u32>()),
             backend,
             redis_url: redis_url.to_string(),
             extra: String::new(),
-            pg: state_on_postgres().then(|| std::sync::Arc::new(PgDatabase::create())),
+            pg,
         };
         std::fs::create_dir_all(env.dir.path().join("jobs")).unwrap();
         // The credential store's master key (OAuth tokens and stored credentials need one).
