@@ -5,10 +5,13 @@
 //! checked once by [`Config::load`], and every message names the file and the key at fault.
 
 use crate::duration;
+
+mod webhooks;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+pub use webhooks::WebhooksConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -39,7 +42,7 @@ pub struct Config {
     /// The admin HTTP server (API, page, health, metrics).
     pub admin: AdminConfig,
     /// Webhook delivery: timeout, retry schedule, endpoint health, SSRF allowlist.
-    pub webhooks: crate::webhooks::WebhooksConfig,
+    pub webhooks: WebhooksConfig,
     /// How long in-flight jobs may run after SIGTERM/SIGINT before the daemon exits anyway.
     /// Jobs cut off by the grace period stay queued and run again after the orphan timeout.
     #[serde(with = "duration")]
@@ -68,7 +71,7 @@ impl Default for Config {
             crm: CrmConfig::default(),
             credentials: CredentialsConfig::default(),
             admin: AdminConfig::default(),
-            webhooks: crate::webhooks::WebhooksConfig::default(),
+            webhooks: WebhooksConfig::default(),
             shutdown_grace: Duration::from_secs(30),
             base_dir: PathBuf::from("."),
             source: None,

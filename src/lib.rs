@@ -34,6 +34,7 @@ pub mod config;
 pub mod credentials;
 pub mod crm;
 pub mod duration;
+pub mod egress;
 pub mod feeds;
 pub mod jobs;
 pub mod metrics;

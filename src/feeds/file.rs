@@ -37,10 +37,8 @@ fn stat(path: &std::path::Path) -> Result<(i64, DateTime<Utc>), Outcome> {
 }
 
 /// Copies the file unless it is unchanged since the last import.
-pub async fn fetch(url: &url::Url, opts: FetchOptions<'_>) -> Result<Fetched, Outcome> {
-    let path = url.to_file_path().map_err(|_| Outcome::Misconfigured {
-        message: format!("`{url}` is not a local file path"),
-    })?;
+pub async fn fetch(path: &std::path::Path, opts: FetchOptions<'_>) -> Result<Fetched, Outcome> {
+    let path = path.to_path_buf();
     let (size, mtime) = stat(&path)?;
     if !opts.force && opts.previous.size == Some(size) && opts.previous.mtime == Some(mtime) {
         return Ok(Fetched::Unchanged);

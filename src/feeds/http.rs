@@ -8,19 +8,7 @@ use reqwest::header::{
     CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, RETRY_AFTER,
 };
 
-/// The URL as it may appear in messages: no query string (distributors put keys there) and
-/// never user info.
-pub fn shown_url(url: &url::Url) -> String {
-    format!(
-        "{}://{}{}",
-        url.scheme(),
-        url.host_str().unwrap_or(""),
-        match url.port() {
-            Some(p) => format!(":{p}{}", url.path()),
-            None => url.path().to_string(),
-        }
-    )
-}
+pub use crate::catalog::shown_url;
 
 /// The error and its causes in one line, without the URL (which may carry a query secret).
 pub fn describe(e: &reqwest::Error) -> String {

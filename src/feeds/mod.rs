@@ -12,7 +12,7 @@ pub mod parse;
 pub mod probe;
 pub mod sftp;
 
-use crate::catalog::FeedSpec;
+use crate::catalog::{FeedSource, FeedSpec};
 use crate::outcome::Outcome;
 use crate::store::sync_state::Validators;
 use secrecy::SecretString;
@@ -83,17 +83,11 @@ pub async fn fetch(
     opts: FetchOptions<'_>,
     timeouts: ftp::Timeouts,
 ) -> Result<Fetched, Outcome> {
-    let url = url::Url::parse(&spec.url).map_err(|e| Outcome::Misconfigured {
-        message: format!("`{}` is not a URL: {e}", spec.url),
-    })?;
-    match url.scheme() {
-        "http" | "https" => http::fetch(http, &url, spec.auth.as_ref(), opts).await,
-        "file" => file::fetch(&url, opts).await,
-        "ftp" | "ftps" => ftp::fetch(spec, &url, opts, timeouts).await,
-        "sftp" => sftp::fetch(spec, &url, opts, timeouts).await,
-        other => Err(Outcome::Misconfigured {
-            message: format!("unsupported URL scheme `{other}` in {}", spec.url),
-        }),
+    match &spec.source {
+        FeedSource::Http(url) => http::fetch(http, url, spec.auth.as_ref(), opts).await,
+        FeedSource::File(path) => file::fetch(path, opts).await,
+        FeedSource::Ftp(url) => ftp::fetch(spec, url, opts, timeouts).await,
+        FeedSource::Sftp(url) => sftp::fetch(spec, url, opts, timeouts).await,
     }
 }
 

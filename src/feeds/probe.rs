@@ -4,7 +4,7 @@
 
 use super::http::{classify_reqwest, shown_url};
 use super::required;
-use crate::catalog::{Auth, FeedSpec};
+use crate::catalog::{Auth, FeedSource, FeedSpec};
 use crate::outcome::{Outcome, classify_http_status};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LAST_MODIFIED, RANGE};
 use secrecy::SecretString;
@@ -81,35 +81,22 @@ pub async fn test(
     timeouts: super::ftp::Timeouts,
     secret: Option<&SecretString>,
 ) -> Probe {
-    let url = match url::Url::parse(&spec.url) {
-        Ok(u) => u,
-        Err(e) => {
-            return Probe {
-                verdict: Verdict::Misconfigured,
-                detail: format!("`{}` is not a URL: {e}", spec.url),
-            };
-        }
-    };
-    match url.scheme() {
-        "http" | "https" => test_http(http, &url, spec.auth.as_ref(), secret).await,
-        "file" => test_file(&url),
-        "ftp" | "ftps" => match super::ftp::probe(spec, &url, timeouts, secret).await {
+    match &spec.source {
+        FeedSource::Http(url) => test_http(http, url, spec.auth.as_ref(), secret).await,
+        FeedSource::File(path) => test_file(path),
+        FeedSource::Ftp(url) => match super::ftp::probe(spec, url, timeouts, secret).await {
             Ok(detail) => Probe {
                 verdict: Verdict::Ok,
                 detail,
             },
             Err(outcome) => Probe::from_outcome(outcome),
         },
-        "sftp" => match super::sftp::probe(spec, &url, timeouts, secret).await {
+        FeedSource::Sftp(url) => match super::sftp::probe(spec, url, timeouts, secret).await {
             Ok(detail) => Probe {
                 verdict: Verdict::Ok,
                 detail,
             },
             Err(outcome) => Probe::from_outcome(outcome),
-        },
-        other => Probe {
-            verdict: Verdict::Misconfigured,
-            detail: format!("unsupported URL scheme `{other}`"),
         },
     }
 }
@@ -181,14 +168,8 @@ async fn test_http(
     }
 }
 
-fn test_file(url: &url::Url) -> Probe {
-    let Ok(path) = url.to_file_path() else {
-        return Probe {
-            verdict: Verdict::Misconfigured,
-            detail: format!("`{url}` is not a local path"),
-        };
-    };
-    match std::fs::File::open(&path).and_then(|f| f.metadata()) {
+fn test_file(path: &std::path::Path) -> Probe {
+    match std::fs::File::open(path).and_then(|f| f.metadata()) {
         Ok(meta) if meta.is_file() => Probe {
             verdict: Verdict::Ok,
             detail: format!("{} is readable, {} bytes", path.display(), meta.len()),

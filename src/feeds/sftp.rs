@@ -13,13 +13,13 @@
 
 use super::ftp::Timeouts;
 use super::{FetchOptions, Fetched, Spool, required};
-use crate::catalog::{Auth, FeedSpec};
+use crate::catalog::{Auth, FeedSpec, HostKeyPin};
 use crate::outcome::Outcome;
 use crate::store::sync_state::Validators;
 use chrono::{DateTime, Utc};
 use russh::client::{AuthResult, Handle};
+use russh::keys::ssh_key::PublicKey;
 use russh::keys::ssh_key::public::KeyData;
-use russh::keys::ssh_key::{Fingerprint, PublicKey};
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh_sftp::client::SftpSession;
 use russh_sftp::client::error::Error as SftpError;
@@ -28,54 +28,6 @@ use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
-
-/// A pinned host key: the whole public key, or its fingerprint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostKeyPin {
-    /// `ssh-ed25519 AAAA…` (a `known_hosts` line, host names in front allowed).
-    Key(KeyData),
-    /// `SHA256:…` as `ssh-keygen -l` prints it.
-    Fingerprint(Fingerprint),
-}
-
-impl HostKeyPin {
-    /// Reads the catalog's `host_key`.
-    pub fn parse(text: &str) -> Result<HostKeyPin, String> {
-        let text = text.trim();
-        if text.starts_with("SHA256:") || text.starts_with("SHA512:") {
-            return text
-                .parse::<Fingerprint>()
-                .map(HostKeyPin::Fingerprint)
-                .map_err(|e| format!("`{text}` is not a valid SSH key fingerprint ({e})"));
-        }
-        let words: Vec<&str> = text.split_whitespace().collect();
-        for pair in words.windows(2) {
-            if pair[0].parse::<russh::keys::Algorithm>().is_ok() {
-                return russh::keys::parse_public_key_base64(pair[1])
-                    .map(|k| HostKeyPin::Key(k.key_data().clone()))
-                    .map_err(|e| format!("the key after `{}` cannot be read ({e})", pair[0]));
-            }
-        }
-        Err(
-            "expected a public key as in known_hosts (`ssh-ed25519 AAAA…`) or a fingerprint (`SHA256:…`)"
-                .into(),
-        )
-    }
-
-    fn matches(&self, key: &KeyData) -> bool {
-        match self {
-            HostKeyPin::Key(pinned) => pinned == key,
-            HostKeyPin::Fingerprint(fp) => key.fingerprint(fp.algorithm()) == *fp,
-        }
-    }
-
-    fn shown(&self) -> String {
-        match self {
-            HostKeyPin::Key(k) => k.fingerprint(HashAlg::Sha256).to_string(),
-            HostKeyPin::Fingerprint(fp) => fp.to_string(),
-        }
-    }
-}
 
 fn openssh_line(key: &KeyData) -> String {
     PublicKey::new(key.clone(), "")
@@ -338,12 +290,7 @@ async fn open(
     let port = url.port().unwrap_or(22);
     let path = remote_path(url);
     let what = format!("sftp://{host}:{port}{}", url.path());
-    let pin = match &spec.host_key {
-        Some(text) => Some(HostKeyPin::parse(text).map_err(|e| Outcome::Misconfigured {
-            message: format!("{what}: `host_key`: {e}"),
-        })?),
-        None => None,
-    };
+    let pin = spec.host_key.clone();
     let tcp = match tokio::time::timeout(
         timeouts.connect,
         tokio::net::TcpStream::connect((host.as_str(), port)),
@@ -545,23 +492,6 @@ mod tests {
     use super::*;
 
     const KEY: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ";
-
-    #[test]
-    fn host_key_pins_read_known_hosts_lines_and_fingerprints() {
-        let key = russh::keys::parse_public_key_base64(KEY).unwrap();
-        let data = key.key_data().clone();
-        let line = HostKeyPin::parse(&format!("ssh-ed25519 {KEY} ops@example")).unwrap();
-        assert!(line.matches(&data));
-        let known_hosts =
-            HostKeyPin::parse(&format!("sftp.example.com,10.0.0.1 ssh-ed25519 {KEY}")).unwrap();
-        assert_eq!(known_hosts, line);
-        let fp = data.fingerprint(HashAlg::Sha256).to_string();
-        assert!(fp.starts_with("SHA256:"));
-        assert!(HostKeyPin::parse(&fp).unwrap().matches(&data));
-        assert!(HostKeyPin::parse("SHA256:nonsense!").is_err());
-        assert!(HostKeyPin::parse("AAAA").is_err());
-        assert!(HostKeyPin::parse("ssh-ed25519 AAAAnotakey").is_err());
-    }
 
     fn load(feed: &str) -> anyhow::Result<crate::catalog::Catalog> {
         let dir = tempfile::tempdir().unwrap();

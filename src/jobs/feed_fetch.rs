@@ -65,7 +65,7 @@ pub async fn run(ctx: &JobContext, job: &Job) -> RunResult {
             }) => (file, bytes, validators),
             Err(outcome) => return RunResult::outcome(outcome),
         };
-    let source = feeds::http::shown_url(&url::Url::parse(&spec.url).expect("validated at load"));
+    let source = spec.source.shown();
 
     // Look at the first bytes before trusting the file to the parser.
     let mut head = [0u8; 512];

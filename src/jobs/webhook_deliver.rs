@@ -6,11 +6,12 @@
 //! transaction as the attempt log, and the dispatcher queues it (see [`crate::webhooks`]).
 
 use super::{Job, JobContext, JobKind, Trigger};
+use crate::catalog::WebhookSpec;
 use crate::outcome::IssueKind;
 use crate::store::issues::hint;
 use crate::store::webhooks::{AttemptRecord, DeliveryWork, Unqueued};
+use crate::webhooks;
 use crate::webhooks::deliver::{self, Attempt, Verdict};
-use crate::webhooks::{self, WebhookSpec};
 use chrono::Utc;
 use std::time::Duration;
 use tracing::{debug, error, info, warn};
@@ -99,7 +100,7 @@ pub async fn run(ctx: &JobContext, job: &Job) -> anyhow::Result<()> {
         None => None,
     };
     let started_at = crate::store::now();
-    let attempt = match spec.secrets() {
+    let attempt = match crate::webhooks::sign::secrets_of(spec) {
         Ok(secrets) => {
             deliver::attempt(
                 &rt.client, &rt.allow, &spec.url, &d.id, &secrets, &d.payload,

@@ -1,9 +1,9 @@
 //! One attempt: sign, POST, read at most 16 KiB of the answer, classify.
 
-use super::settings::WebhooksConfig;
 use super::sign::{Secret, signature_header};
-use super::ssrf::{self, GuardedResolver};
 use crate::config::Config;
+use crate::config::WebhooksConfig;
+use crate::egress::{self as ssrf, GuardedResolver};
 use futures::StreamExt;
 use rand::RngExt;
 use std::time::{Duration, Instant};

@@ -21,13 +21,7 @@
 pub mod deliver;
 pub mod dispatcher;
 pub mod ops;
-pub mod settings;
 pub mod sign;
-pub mod spec;
-pub mod ssrf;
-
-pub use settings::WebhooksConfig;
-pub use spec::WebhookSpec;
 
 use crate::config::Config;
 use std::collections::HashMap;
@@ -41,7 +35,7 @@ pub struct Runtime {
     /// The webhook client (no redirects, SSRF guard, attempt timeout).
     pub client: reqwest::Client,
     /// The parsed `[webhooks] allow_cidrs`.
-    pub allow: Vec<ssrf::Cidr>,
+    pub allow: Vec<crate::egress::Cidr>,
     limits: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 

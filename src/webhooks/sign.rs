@@ -48,6 +48,18 @@ impl Secret {
     }
 }
 
+/// The signing secrets of `spec`, current first, read from their environment variables now
+/// (so a rotation needs no restart). The error names the variable, never its value.
+pub fn secrets_of(spec: &crate::catalog::WebhookSpec) -> Result<Vec<Secret>, String> {
+    let mut out = Vec::new();
+    for var in std::iter::once(&spec.secret_env).chain(spec.previous_secret_env.iter()) {
+        let text = std::env::var(var)
+            .map_err(|_| format!("the signing secret variable {var} is not set"))?;
+        out.push(Secret::parse(&text).map_err(|why| format!("the signing secret in {var} {why}"))?);
+    }
+    Ok(out)
+}
+
 /// The `webhook-signature` header: one signature per secret, current first.
 pub fn signature_header(secrets: &[Secret], id: &str, timestamp: i64, body: &[u8]) -> String {
     secrets

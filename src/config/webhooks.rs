@@ -1,8 +1,8 @@
 //! `[webhooks]`: delivery timeouts, the retry schedule, endpoint health thresholds and the
 //! SSRF allowlist.
 
-use super::ssrf::Cidr;
 use crate::duration;
+use crate::egress::Cidr;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 

@@ -10,8 +10,7 @@
 //! max_in_flight = 4                              # optional
 //! ```
 
-use super::sign::Secret;
-use crate::catalog::Catalog;
+use super::{Catalog, valid_name};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 
@@ -43,26 +42,6 @@ impl WebhookSpec {
     pub fn subscribes(&self, event_type: &str) -> bool {
         self.events.iter().any(|e| e == "*" || e == event_type)
     }
-
-    /// The signing secrets, current first. The error names the variable, never its value.
-    pub fn secrets(&self) -> Result<Vec<Secret>, String> {
-        let mut out = Vec::new();
-        for var in std::iter::once(&self.secret_env).chain(self.previous_secret_env.iter()) {
-            let text = std::env::var(var)
-                .map_err(|_| format!("the signing secret variable {var} is not set"))?;
-            out.push(
-                Secret::parse(&text).map_err(|why| format!("the signing secret in {var} {why}"))?,
-            );
-        }
-        Ok(out)
-    }
-}
-
-fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
 }
 
 fn valid_env_name(s: &str) -> bool {
@@ -73,7 +52,7 @@ fn valid_env_name(s: &str) -> bool {
 
 /// Checks the `[[webhook]]` entries of one tenant file (`shown`). `taken` holds the names
 /// of the tenant's other integrations: issues are filed per name, so they must not clash.
-pub fn validate(
+pub(super) fn validate(
     shown: &str,
     hooks: &[WebhookSpec],
     taken: &BTreeSet<String>,
@@ -149,7 +128,7 @@ fn check_url(raw: &str) -> Result<(), String> {
 
 /// Environment variables of `[[webhook]]` secrets that are not set now, as
 /// `tenant/name: VAR is not set`.
-pub fn missing_secrets(tenant: &str, hooks: &[WebhookSpec], out: &mut BTreeSet<String>) {
+pub(super) fn missing_secrets(tenant: &str, hooks: &[WebhookSpec], out: &mut BTreeSet<String>) {
     for h in hooks {
         for var in std::iter::once(&h.secret_env).chain(h.previous_secret_env.iter()) {
             if std::env::var_os(var).is_none() {

@@ -1,4 +1,4 @@
-//! The SSRF guard: webhook URLs are customer input, so a delivery must not become a way to
+//! The egress guard: webhook URLs are customer input, so a delivery must not become a way to
 //! reach our own network (the cloud metadata service, an admin port on loopback, a database
 //! on a private subnet).
 //!
