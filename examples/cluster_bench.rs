@@ -391,7 +391,7 @@ impl Bench {
         let config = Arc::new(syncd::config::Config::load(&self.config_path(0), true)?);
         let catalog = syncd::catalog::Catalog::load(&config.catalog_dir())?;
         let store = syncd::store::Store::open(&config).await?;
-        let queue = syncd::queue::Queue::connect(config.clone(), &store).await?;
+        let queue = syncd::jobs::connect_queue(config.clone(), &store).await?;
         let finished_before: Vec<usize> = nodes
             .iter()
             .map(|n| count_lines(&n.log, "job finished"))
@@ -518,7 +518,7 @@ impl Bench {
             let config = Arc::new(syncd::config::Config::load(&self.config_path(0), true)?);
             let catalog = syncd::catalog::Catalog::load(&config.catalog_dir())?;
             let store = syncd::store::Store::open(&config).await?;
-            let queue = syncd::queue::Queue::connect(config.clone(), &store).await?;
+            let queue = syncd::jobs::connect_queue(config.clone(), &store).await?;
             server.slow.store(true, Ordering::SeqCst);
             let queued_at = Utc::now();
             syncd::ops::refetch(&store, &queue, &catalog, TENANT, "slow", true, false).await?;

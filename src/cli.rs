@@ -4,19 +4,16 @@
 
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::jobs::{self, JobContext};
-use crate::queue::Queue;
+use crate::jobs;
 use crate::store::Store;
 use crate::store::issues::IssueFilter;
-use crate::{scheduler, telemetry, webhooks};
+use crate::{telemetry, webhooks};
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use tokio_util::sync::CancellationToken;
-use tracing::info;
 
 mod help;
 
@@ -257,7 +254,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let daemon = matches!(cli.command, Command::Run);
     telemetry::init(&config.log, daemon);
     match cli.command {
-        Command::Run => run(config, catalog).await,
+        Command::Run => crate::app::run(config, catalog)
+            .await
+            .map(|()| ExitCode::SUCCESS),
         Command::CheckConfig => check_config(&config, &catalog),
         Command::Refetch {
             target,
@@ -298,88 +297,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 
 pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Store::open(config).await
-}
-
-async fn run(config: Config, catalog: Catalog) -> anyhow::Result<ExitCode> {
-    let metrics = crate::metrics::install()?;
-    let config = Arc::new(config);
-    let store = open_store(&config).await?;
-    let secrets = crate::credentials::Secrets::open(&config, &store).await?;
-    let queue = Queue::connect(config.clone(), &store).await?;
-    let ctx = Arc::new(JobContext {
-        store: store.clone(),
-        config: config.clone(),
-        catalog: Arc::new(catalog),
-        http: jobs::http_client(&config)?,
-        queue: queue.clone(),
-        limiter: crate::crm::limiter::Limiter::for_config(&config).await?,
-        secrets,
-    });
-    let shutdown = CancellationToken::new();
-    tokio::spawn(watch_signals(shutdown.clone()));
-    info!(
-        version = env!("CARGO_PKG_VERSION"),
-        state = %config.state_display(),
-        queue = ?config.queue.backend,
-        integrations = ctx.catalog.integrations().count(),
-        "syncd started"
-    );
-    if config.admin.enabled {
-        let limiter = match config.queue.backend {
-            crate::config::QueueBackend::Redis => {
-                crate::admin::ratelimit::ApiLimiter::redis(
-                    &config.queue.redis_url,
-                    &config.queue.namespace,
-                    config.admin.rate_limit,
-                    config.admin.rate_window,
-                )
-                .await?
-            }
-            crate::config::QueueBackend::Sqlite => crate::admin::ratelimit::ApiLimiter::local(
-                config.admin.rate_limit,
-                config.admin.rate_window,
-            ),
-        };
-        let state = crate::admin::AdminState {
-            ctx: ctx.clone(),
-            tokens: Arc::new(crate::admin::tokens::TokenCheck::from_config(&config)?),
-            limiter,
-            metrics: metrics.clone(),
-        };
-        crate::admin::serve(state, shutdown.clone()).await?;
-    }
-    let scheduler = tokio::spawn(scheduler::run(ctx.clone(), shutdown.clone()));
-    let dispatcher = tokio::spawn(webhooks::dispatcher::run(ctx.clone(), shutdown.clone()));
-    let sampler = tokio::spawn(crate::metrics::run_sampler(ctx.clone(), shutdown.clone()));
-    tokio::spawn(crate::systemd::stopping_on(shutdown.clone()));
-    let workers = queue.run_workers(ctx.clone(), shutdown.clone()).await;
-    shutdown.cancel();
-    let scheduled = scheduler.await;
-    let dispatched = dispatcher.await;
-    let _ = sampler.await;
-    store.close().await;
-    workers?;
-    scheduled.context("the scheduler panicked")??;
-    dispatched.context("the webhook dispatcher panicked")??;
-    info!("syncd stopped");
-    Ok(ExitCode::SUCCESS)
-}
-
-/// SIGTERM (systemd stop) and SIGINT (Ctrl-C) both start a graceful shutdown.
-async fn watch_signals(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
-    }
-    shutdown.cancel();
 }
 
 fn check_config(config: &Config, catalog: &Catalog) -> anyhow::Result<ExitCode> {
@@ -491,7 +408,7 @@ async fn refetch(
         .integration(tenant, name)
         .map_err(|e| anyhow::anyhow!("{target}: {e} in {}", config.catalog_dir().display()))?;
     let store = open_store(config).await?;
-    let queue = Queue::connect(Arc::new(config.clone()), &store).await?;
+    let queue = crate::jobs::connect_queue(Arc::new(config.clone()), &store).await?;
     match crate::ops::refetch(&store, &queue, catalog, tenant, name, force, accept_shrink).await? {
         crate::ops::Refetch::AlreadyQueued { requested_at } => println!(
             "a re-fetch of {target} is already queued (requested {}); not queuing another",

@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod app;
 pub mod catalog;
 pub mod cli;
 pub mod config;
@@ -41,7 +42,6 @@ pub mod metrics;
 pub mod ops;
 pub mod outcome;
 pub mod queue;
-pub mod scheduler;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;

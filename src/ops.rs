@@ -3,9 +3,8 @@
 
 use crate::catalog::Catalog;
 use crate::feeds::probe::{Probe, Verdict};
-use crate::jobs::{Job, Trigger};
+use crate::jobs::{Job, JobKind, Trigger};
 use crate::queue::Queue;
-use crate::scheduler;
 use crate::store::Store;
 use crate::store::sync_state::SyncState;
 use chrono::{DateTime, Utc};
@@ -54,7 +53,7 @@ pub async fn refetch(
         });
     }
     let mut job = Job::new(
-        scheduler::job_kind(integration.kind),
+        JobKind::for_integration(integration.kind),
         tenant,
         name,
         Trigger::Refetch,

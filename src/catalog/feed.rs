@@ -42,7 +42,10 @@ pub struct FeedSpec {
     /// SFTP: the server's public key as in `known_hosts` (`ssh-ed25519 AAAA…`) or its
     /// fingerprint (`SHA256:…`). Without it an SFTP feed refuses to connect and names the
     /// key the server offered.
-    #[serde(default, deserialize_with = "host_key")]
+    #[serde(default, rename = "host_key")]
+    host_key_text: Option<String>,
+    /// `host_key`, parsed when the tenant file is loaded.
+    #[serde(skip)]
     pub host_key: Option<HostKeyPin>,
     /// Fraction of unreadable rows tolerated (default: `[feeds] max_error_rate`).
     #[serde(default)]
@@ -413,11 +416,15 @@ pub(super) fn check_url(raw: &str) -> Result<(), String> {
     }
 }
 
-/// `host_key` and `ssh_key` auth belong to SFTP feeds; a pin must be readable.
-pub(super) fn check_ssh(feed: &FeedSpec) -> Result<(), String> {
+/// `host_key` and `ssh_key` auth belong to SFTP feeds; a pin must be readable, and is
+/// parsed here once.
+pub(super) fn check_ssh(feed: &mut FeedSpec) -> Result<(), String> {
     let sftp = feed.source.is_sftp();
-    if feed.host_key.is_some() && !sftp {
-        return Err("key `host_key` is for sftp:// feeds".into());
+    if let Some(pin) = &feed.host_key_text {
+        if !sftp {
+            return Err("key `host_key` is for sftp:// feeds".into());
+        }
+        feed.host_key = Some(HostKeyPin::parse(pin).map_err(|e| format!("key `host_key`: {e}"))?);
     }
     match &feed.auth {
         Some(Auth::SshKey { .. }) if !sftp => {
@@ -528,13 +535,6 @@ impl HostKeyPin {
             HostKeyPin::Fingerprint(fp) => fp.to_string(),
         }
     }
-}
-
-fn host_key<'de, D: Deserializer<'de>>(d: D) -> Result<Option<HostKeyPin>, D::Error> {
-    let text = String::deserialize(d)?;
-    HostKeyPin::parse(&text)
-        .map(Some)
-        .map_err(|e| serde::de::Error::custom(format!("key `host_key`: {e}")))
 }
 
 /// Where a feed's file comes from: its `url`, parsed once when the tenant file is loaded, so

@@ -11,7 +11,6 @@ use crate::cli::{open_store, split_target};
 use crate::config::Config;
 use crate::jobs::{Job, JobKind, Trigger};
 use crate::outcome::IssueKind;
-use crate::queue::Queue;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
@@ -198,7 +197,7 @@ async fn set(
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let queue = Queue::connect(Arc::new(config.clone()), &store).await?;
+    let queue = crate::jobs::connect_queue(Arc::new(config.clone()), &store).await?;
     for (i, _) in &users {
         let job = Job::new(
             JobKind::ConnectionTest,

@@ -10,7 +10,6 @@ use crate::catalog::WebhookSpec;
 use crate::outcome::IssueKind;
 use crate::store::issues::hint;
 use crate::store::webhooks::{AttemptRecord, DeliveryWork, Unqueued};
-use crate::webhooks;
 use crate::webhooks::deliver::{self, Attempt, Verdict};
 use chrono::Utc;
 use std::time::Duration;
@@ -84,7 +83,7 @@ pub async fn run(ctx: &JobContext, job: &Job) -> anyhow::Result<()> {
         store.hold_delivery(id).await?;
         return Ok(());
     }
-    let rt = webhooks::runtime(&ctx.config)?;
+    let rt = &ctx.webhooks;
     let key = format!("{}/{}", d.tenant, d.endpoint);
     let _slot = match spec.max_in_flight {
         Some(limit) => match rt.try_slot(&key, limit) {

@@ -1,5 +1,9 @@
 //! The only module that knows apalis. It offers two things: [`Queue::push`] (with a run-at
-//! time and an idempotency key) and [`Queue::run_workers`] (one worker per job kind).
+//! time and an idempotency key) and [`Queue::run_workers`] (one worker per lane).
+//!
+//! It knows nothing of what it carries: a payload names its lane ([`Payload::lane`]), the
+//! lanes and their concurrency are given at [`Queue::connect`], and the workers hand every
+//! payload to a [`Handler`]. The jobs layer above supplies all three.
 //!
 //! Facts about apalis 1.0 that shape this code (see the apalis notes in the design docs):
 //! - its retries are immediate (SQLite) or linear (Redis), so we never hand it a failed
@@ -15,7 +19,6 @@
 //! - `SqliteStorage::setup` turns fsync off: we run its migrations on our own pool instead.
 
 use crate::config::{Config, QueueBackend};
-use crate::jobs::{self, ALL_KINDS, Job, JobContext, JobKind};
 use crate::store::Store;
 use anyhow::Context;
 use apalis::layers::WorkerBuilderExt;
@@ -29,6 +32,9 @@ use apalis_core::worker::builder::WorkerBuilder;
 use apalis_redis::{ConnectionManager, RedisStorage};
 use apalis_sqlite::{SqlitePool, SqliteStorage};
 use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -42,11 +48,39 @@ const INFRA_ATTEMPTS: usize = 5;
 /// that two nodes cannot enqueue the same tick twice.
 const REDIS_IDEMPOTENCY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// A handle for pushing jobs and running workers; cheap to clone.
+/// What the queue carries: serialisable, and naming the lane it goes to.
+pub trait Payload:
+    Serialize + DeserializeOwned + Clone + Send + Sync + Unpin + std::fmt::Debug + 'static
+{
+    /// The lane (one queue, one worker per node): the suffix of the queue's name. Renaming
+    /// a lane orphans what is queued in it, so lane names are stable.
+    fn lane(&self) -> &'static str;
+    /// What the payload is about, for error messages (`feed_fetch for acme/prices`).
+    fn describe(&self) -> String;
+}
+
+/// What the workers hand every payload to.
+pub trait Handler<P>: Send + Sync + 'static {
+    /// Runs one payload to its end. An `Err` means the work could not even be recorded
+    /// (syncd's own state database is down): the queue keeps the task and tries it again.
+    fn handle(&self, payload: P) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// One lane: a queue of its own with its own number of workers per node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lane {
+    /// Stable name: the queue is `{namespace}-{name}`.
+    pub name: &'static str,
+    /// Tasks of this lane run at once on one node.
+    pub concurrency: usize,
+}
+
+/// A handle for pushing tasks and running workers; cheap to clone.
 #[derive(Clone)]
 pub struct Queue {
     backend: Backend,
     config: Arc<Config>,
+    lanes: Arc<[Lane]>,
 }
 
 #[derive(Clone)]
@@ -64,8 +98,13 @@ impl std::fmt::Debug for Queue {
 }
 
 impl Queue {
-    /// Connects the configured backend. With SQLite the queue shares the state database.
-    pub async fn connect(config: Arc<Config>, store: &Store) -> anyhow::Result<Queue> {
+    /// Connects the configured backend with these `lanes`. With SQLite the queue shares the
+    /// state database.
+    pub async fn connect(
+        config: Arc<Config>,
+        store: &Store,
+        lanes: Vec<Lane>,
+    ) -> anyhow::Result<Queue> {
         let backend = match config.queue.backend {
             QueueBackend::Sqlite => {
                 let pool = match store.sqlite_pool() {
@@ -82,7 +121,11 @@ impl Queue {
             }
             QueueBackend::Redis => Backend::Redis(connect_redis(&config.queue.redis_url).await?),
         };
-        Ok(Queue { backend, config })
+        Ok(Queue {
+            backend,
+            config,
+            lanes: lanes.into(),
+        })
     }
 
     /// Whether the queue's backend answers (for readiness checks).
@@ -99,18 +142,17 @@ impl Queue {
         Ok(())
     }
 
-    /// The queue of a job kind: `{namespace}-{kind}`.
-    pub fn queue_name(&self, kind: JobKind) -> String {
-        format!("{}-{}", self.config.queue.namespace, kind.as_str())
+    /// The queue of a lane: `{namespace}-{lane}`.
+    pub fn queue_name(&self, lane: &str) -> String {
+        format!("{}-{lane}", self.config.queue.namespace)
     }
 
-    /// Jobs of `kind` run at once on this node: deliveries have their own setting, since a
-    /// node sends many more of them than it fetches feeds.
-    fn concurrency(&self, kind: JobKind) -> usize {
-        match kind {
-            JobKind::WebhookDeliver => self.config.webhooks.concurrency,
-            _ => self.config.queue.concurrency,
-        }
+    /// Tasks of `lane` run at once on this node.
+    fn concurrency(&self, lane: &str) -> usize {
+        self.lanes
+            .iter()
+            .find(|l| l.name == lane)
+            .map_or(self.config.queue.concurrency, |l| l.concurrency)
     }
 
     fn heartbeat(&self) -> (Duration, usize) {
@@ -122,68 +164,63 @@ impl Queue {
         (hb, missed)
     }
 
-    fn sqlite_storage(&self, pool: &SqlitePool, kind: JobKind) -> SqliteStorage<Job> {
+    fn sqlite_storage<P>(&self, pool: &SqlitePool, lane: &str) -> SqliteStorage<P> {
         let (hb, missed) = self.heartbeat();
         let cfg = apalis_sqlite::Config::default()
-            .queue(self.queue_name(kind))
+            .queue(self.queue_name(lane))
             .heartbeat_interval(hb)
             .missed_heartbeats(missed)
-            .batch_size(self.concurrency(kind));
+            .batch_size(self.concurrency(lane));
         SqliteStorage::new(pool).with_config(cfg)
     }
 
-    fn redis_storage(&self, conn: &ConnectionManager, kind: JobKind) -> RedisStorage<Job> {
+    fn redis_storage<P>(&self, conn: &ConnectionManager, lane: &str) -> RedisStorage<P> {
         let (hb, missed) = self.heartbeat();
         let cfg = apalis_redis::Config::default()
-            .queue(self.queue_name(kind))
+            .queue(self.queue_name(lane))
             .heartbeat_interval(hb)
             .missed_heartbeats(missed)
-            .batch_size(self.concurrency(kind))
+            .batch_size(self.concurrency(lane))
             .idempotency_ttl(Some(REDIS_IDEMPOTENCY_TTL));
         RedisStorage::new(conn.clone()).with_config(cfg)
     }
 
-    /// Queues `job` to run at `run_at` (now if `None`). A push whose `key` was pushed before
-    /// is dropped by the backend: that is how a schedule tick runs once across nodes.
-    pub async fn push(
+    /// Queues `payload` to run at `run_at` (now if `None`). A push whose `key` was pushed
+    /// before is dropped by the backend: that is how a schedule tick runs once across nodes.
+    pub async fn push<P: Payload>(
         &self,
-        job: &Job,
+        payload: &P,
         run_at: Option<DateTime<Utc>>,
         key: Option<String>,
     ) -> anyhow::Result<()> {
-        let task = build_task(job, run_at, key);
+        let task = build_task(payload, run_at, key);
+        let lane = payload.lane();
         match &self.backend {
             Backend::Sqlite(pool) => self
-                .sqlite_storage(pool, job.kind)
+                .sqlite_storage(pool, lane)
                 .push_task(task)
                 .await
                 .map_err(|e| e.to_string()),
             Backend::Redis(conn) => self
-                .redis_storage(conn, job.kind)
+                .redis_storage(conn, lane)
                 .push_task(task)
                 .await
                 .map_err(|e| e.to_string()),
         }
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot queue {} for {}: {e}",
-                job.kind.as_str(),
-                job.target()
-            )
-        })
+        .map_err(|e| anyhow::anyhow!("cannot queue {}: {e}", payload.describe()))
     }
 
-    /// Queues several jobs like [`Queue::push`], in one write per job kind (one transaction
+    /// Queues several payloads like [`Queue::push`], in one write per lane (one transaction
     /// on SQLite), instead of one write each.
-    pub async fn push_many(
+    pub async fn push_many<P: Payload>(
         &self,
-        items: Vec<(Job, Option<DateTime<Utc>>, Option<String>)>,
+        items: Vec<(P, Option<DateTime<Utc>>, Option<String>)>,
     ) -> anyhow::Result<()> {
-        for &kind in ALL_KINDS {
+        for lane in self.lanes.iter().map(|l| l.name) {
             let tasks: Vec<_> = items
                 .iter()
-                .filter(|(job, _, _)| job.kind == kind)
-                .map(|(job, at, key)| build_task(job, *at, key.clone()))
+                .filter(|(p, _, _)| p.lane() == lane)
+                .map(|(p, at, key)| build_task(p, *at, key.clone()))
                 .collect();
             if tasks.is_empty() {
                 continue;
@@ -192,17 +229,17 @@ impl Queue {
             let tasks = futures::stream::iter(tasks);
             match &self.backend {
                 Backend::Sqlite(pool) => self
-                    .sqlite_storage(pool, kind)
+                    .sqlite_storage(pool, lane)
                     .push_all(tasks)
                     .await
                     .map_err(|e| e.to_string()),
                 Backend::Redis(conn) => self
-                    .redis_storage(conn, kind)
+                    .redis_storage::<P>(conn, lane)
                     .push_all(tasks)
                     .await
                     .map_err(|e| e.to_string()),
             }
-            .map_err(|e| anyhow::anyhow!("cannot queue {count} {} tasks: {e}", kind.as_str()))?;
+            .map_err(|e| anyhow::anyhow!("cannot queue {count} {lane} tasks: {e}"))?;
         }
         Ok(())
     }
@@ -215,7 +252,7 @@ impl Queue {
     /// database under an exclusive lock. On Redis apalis' script is right.
     pub async fn vacuum(&self, keep: Duration) -> anyhow::Result<usize> {
         let mut total = 0;
-        for &kind in ALL_KINDS {
+        for lane in self.lanes.iter().map(|l| l.name) {
             total += match &self.backend {
                 Backend::Sqlite(pool) => {
                     let cutoff = (Utc::now().timestamp() - keep.as_secs() as i64).max(0);
@@ -223,7 +260,7 @@ impl Queue {
                         "DELETE FROM Jobs WHERE job_type = ? AND status IN ('Done', 'Killed')
                          AND done_at IS NOT NULL AND done_at < ?",
                     )
-                    .bind(self.queue_name(kind))
+                    .bind(self.queue_name(lane))
                     .bind(cutoff)
                     .execute(pool)
                     .await?
@@ -231,7 +268,8 @@ impl Queue {
                 }
                 Backend::Redis(conn) => {
                     use apalis_core::backend::Vacuum;
-                    self.redis_storage(conn, kind)
+                    // Vacuuming reads no payloads: any payload type names the same keys.
+                    self.redis_storage::<serde_json::Value>(conn, lane)
                         .vacuum_before(keep)
                         .await
                         .map_err(|e| anyhow::anyhow!("vacuuming the Redis queue failed: {e}"))?
@@ -246,8 +284,8 @@ impl Queue {
     /// scheduled set.
     pub async fn depths(&self) -> anyhow::Result<Vec<(String, u64)>> {
         let mut depths = Vec::new();
-        for &kind in ALL_KINDS {
-            let name = self.queue_name(kind);
+        for lane in self.lanes.iter().map(|l| l.name) {
+            let name = self.queue_name(lane);
             let depth = match &self.backend {
                 Backend::Sqlite(pool) => sqlx::query_scalar::<_, i64>(
                     "SELECT COUNT(*) FROM Jobs WHERE job_type = ? AND status = 'Pending'",
@@ -272,12 +310,13 @@ impl Queue {
         Ok(depths)
     }
 
-    /// Runs one worker per job kind until `shutdown` fires, then lets in-flight jobs finish
-    /// for at most `[shutdown_grace]`. Jobs not started stay queued; jobs cut off by the grace
-    /// period are picked up again after the orphan timeout.
-    pub async fn run_workers(
+    /// Runs one worker per lane until `shutdown` fires, handing every task to `handler`,
+    /// then lets in-flight tasks finish for at most `[shutdown_grace]`. Tasks not started
+    /// stay queued; tasks cut off by the grace period are picked up again after the orphan
+    /// timeout.
+    pub async fn run_workers<P: Payload, H: Handler<P>>(
         &self,
-        ctx: Arc<JobContext>,
+        handler: Arc<H>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let boot = boot_id();
@@ -288,44 +327,33 @@ impl Queue {
                 true
             })
             .with_terminator(async move { tokio::time::sleep(grace).await });
-        for &kind in ALL_KINDS {
-            let name = format!("{boot}-{}", kind.as_str());
-            let concurrency = self.concurrency(kind);
-            let poll = self.config.queue.poll_interval;
-            let ctx = ctx.clone();
+        for lane in self.lanes.iter() {
+            let name = format!("{boot}-{}", lane.name);
+            let (concurrency, poll) = (lane.concurrency, self.config.queue.poll_interval);
+            let handler = handler.clone();
+            // The same worker on either backend; the storages are different types, so the
+            // registration is spelled once as a macro rather than twice by hand.
+            macro_rules! register {
+                ($storage:expr) => {{
+                    let storage = $storage;
+                    monitor.register(move |restarts| {
+                        WorkerBuilder::new(format!("{name}-r{restarts}"))
+                            .backend(
+                                storage
+                                    .clone()
+                                    .poll_with_interval(poll)
+                                    .before_start(move |_| restart_pause(restarts)),
+                            )
+                            .data(handler.clone())
+                            .concurrency(concurrency)
+                            .catch_panic()
+                            .build(handle::<P, H>)
+                    })
+                }};
+            }
             monitor = match &self.backend {
-                Backend::Sqlite(pool) => {
-                    let storage = self.sqlite_storage(pool, kind);
-                    monitor.register(move |restarts| {
-                        WorkerBuilder::new(format!("{name}-r{restarts}"))
-                            .backend(
-                                storage
-                                    .clone()
-                                    .poll_with_interval(poll)
-                                    .before_start(move |_| restart_pause(restarts)),
-                            )
-                            .data(ctx.clone())
-                            .concurrency(concurrency)
-                            .catch_panic()
-                            .build(handle)
-                    })
-                }
-                Backend::Redis(conn) => {
-                    let storage = self.redis_storage(conn, kind);
-                    monitor.register(move |restarts| {
-                        WorkerBuilder::new(format!("{name}-r{restarts}"))
-                            .backend(
-                                storage
-                                    .clone()
-                                    .poll_with_interval(poll)
-                                    .before_start(move |_| restart_pause(restarts)),
-                            )
-                            .data(ctx.clone())
-                            .concurrency(concurrency)
-                            .catch_panic()
-                            .build(handle)
-                    })
-                }
+                Backend::Sqlite(pool) => register!(self.sqlite_storage::<P>(pool, lane.name)),
+                Backend::Redis(conn) => register!(self.redis_storage::<P>(conn, lane.name)),
             };
         }
         info!(backend = ?self.config.queue.backend, "workers started");
@@ -343,14 +371,14 @@ impl Queue {
     }
 }
 
-/// An apalis task for `job`: at most [`INFRA_ATTEMPTS`] runs, due at `run_at` (whole
+/// An apalis task for `payload`: at most [`INFRA_ATTEMPTS`] runs, due at `run_at` (whole
 /// seconds, rounded up: never earlier than asked), deduplicated by `key`.
-fn build_task(
-    job: &Job,
+fn build_task<P: Payload>(
+    payload: &P,
     run_at: Option<DateTime<Utc>>,
     key: Option<String>,
-) -> apalis_core::task::Task<Job> {
-    let mut task = TaskBuilder::new(job.clone()).max_attempts(INFRA_ATTEMPTS);
+) -> apalis_core::task::Task<P> {
+    let mut task = TaskBuilder::new(payload.clone()).max_attempts(INFRA_ATTEMPTS);
     if let Some(at) = run_at {
         let millis = at.timestamp_millis().max(0) as u64;
         task = task.run_at_timestamp(millis.div_ceil(1000));
@@ -361,14 +389,17 @@ fn build_task(
     task.build()
 }
 
-/// The task handler apalis calls: hands the job to the engine.
+/// The task handler apalis calls: hands the payload to our [`Handler`].
 ///
-/// The job runs as a task of its own on the runtime's worker threads: apalis polls its
-/// workers' handler futures from the monitor's future (one thread), so running jobs inline
+/// The payload runs as a task of its own on the runtime's worker threads: apalis polls its
+/// workers' handler futures from the monitor's future (one thread), so running them inline
 /// would put every delivery's HTTP and database work of a node on a single core.
-async fn handle(job: Job, ctx: Data<Arc<JobContext>>) -> Result<(), BoxDynError> {
-    let ctx: Arc<JobContext> = (*ctx).clone();
-    match tokio::spawn(async move { jobs::execute(&ctx, job).await }).await {
+async fn handle<P: Payload, H: Handler<P>>(
+    payload: P,
+    handler: Data<Arc<H>>,
+) -> Result<(), BoxDynError> {
+    let handler: Arc<H> = (*handler).clone();
+    match tokio::spawn(async move { handler.handle(payload).await }).await {
         Ok(result) => result.map_err(|e| format!("{e:#}").into()),
         Err(e) if e.is_panic() => Err("the job panicked".into()),
         Err(e) => Err(format!("the job was cancelled: {e}").into()),

@@ -19,18 +19,17 @@
 //! attempt count still matches the task's.
 
 pub mod deliver;
-pub mod dispatcher;
 pub mod ops;
 pub mod sign;
 
 use crate::config::Config;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// What deliveries share in one process: the guarded HTTP client (its connection pools
 /// and TLS sessions) and the per-endpoint in-flight limits. Built once from the daemon's
-/// configuration, which does not change while it runs.
+/// configuration (a field of the jobs' context), which does not change while it runs.
 pub struct Runtime {
     /// The webhook client (no redirects, SSRF guard, attempt timeout).
     pub client: reqwest::Client,
@@ -39,23 +38,16 @@ pub struct Runtime {
     limits: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
-static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-
-/// The process's webhook runtime, built on first use.
-pub fn runtime(config: &Config) -> anyhow::Result<&'static Runtime> {
-    if let Some(rt) = RUNTIME.get() {
-        return Ok(rt);
-    }
-    let rt = Runtime {
-        client: deliver::client(config)?,
-        allow: config.webhooks.cidrs().map_err(|e| anyhow::anyhow!(e))?,
-        limits: Mutex::new(HashMap::new()),
-    };
-    let _ = RUNTIME.set(rt);
-    Ok(RUNTIME.get().expect("set just above"))
-}
-
 impl Runtime {
+    /// The runtime for `config`'s `[webhooks]` and `[http]` settings.
+    pub fn new(config: &Config) -> anyhow::Result<Runtime> {
+        Ok(Runtime {
+            client: deliver::client(config)?,
+            allow: config.webhooks.cidrs().map_err(|e| anyhow::anyhow!(e))?,
+            limits: Mutex::new(HashMap::new()),
+        })
+    }
+
     /// A slot for one delivery to `key` (tenant/endpoint), or `None` when `limit` are in
     /// flight already. The slot is given back when the permit is dropped.
     pub fn try_slot(&self, key: &str, limit: usize) -> Option<OwnedSemaphorePermit> {

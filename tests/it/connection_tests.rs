@@ -171,7 +171,7 @@ async fn a_queued_connection_test_job_lifts_a_pause_when_it_passes() {
     let config =
         std::sync::Arc::new(syncd::config::Config::load(&env.config_path(), true).unwrap());
     let store = env.store().await;
-    let queue = syncd::queue::Queue::connect(config, &store).await.unwrap();
+    let queue = syncd::jobs::connect_queue(config, &store).await.unwrap();
     let job = syncd::jobs::Job::new(
         syncd::jobs::JobKind::ConnectionTest,
         "acme",

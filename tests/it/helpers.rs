@@ -595,26 +595,9 @@ pub async fn import_once(env: &TestEnv, name: &str, force: bool, accept_shrink: 
 /// disk now, for running jobs in this process.
 pub async fn job_context(env: &TestEnv) -> syncd::jobs::JobContext {
     use std::sync::Arc;
-    use syncd::jobs::JobContext;
     let config = Arc::new(syncd::config::Config::load(&env.config_path(), true).unwrap());
     let catalog = syncd::catalog::Catalog::load(&config.catalog_dir()).unwrap();
-    let store = env.store().await;
-    let queue = syncd::queue::Queue::connect(config.clone(), &store)
+    syncd::jobs::JobContext::build(config, Arc::new(catalog), env.store().await)
         .await
-        .unwrap();
-    let limiter = syncd::crm::limiter::Limiter::for_config(&config)
-        .await
-        .unwrap();
-    let secrets = syncd::credentials::Secrets::open(&config, &store)
-        .await
-        .unwrap();
-    JobContext {
-        secrets,
-        store,
-        http: syncd::jobs::http_client(&config).unwrap(),
-        config,
-        limiter,
-        catalog: Arc::new(catalog),
-        queue,
-    }
+        .unwrap()
 }

@@ -5,14 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use syncd::config::Config;
 use syncd::jobs::{Job, JobKind, Trigger};
-use syncd::queue::Queue;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sqlite_queue_drops_only_finished_tasks_older_than_the_retention() {
     let env = TestEnv::sqlite();
     let config = Arc::new(Config::load(&env.config_path(), true).unwrap());
     let store = env.store().await;
-    let queue = Queue::connect(config, &store).await.unwrap();
+    let queue = syncd::jobs::connect_queue(config, &store).await.unwrap();
     // The embedded queue's own tables (in the state file, or beside a PostgreSQL state).
     let jobs = syncd::store::open_sqlite_pool(&env.queue_db_path())
         .await

@@ -85,7 +85,7 @@ async fn jobs_run_through_the_engine_are_counted_and_promtool_accepts_the_render
     // What the webhooks branch will report; the endpoint's URL never becomes a label.
     syncd::metrics::webhook_delivery("https://hooks.example/in?token=hook-secret", true, 0.12);
     syncd::metrics::webhook_delivery("https://hooks.example/in?token=hook-secret", false, 3.5);
-    syncd::metrics::sample(&ctx).await.unwrap();
+    syncd::app::sampler::sample(&ctx).await.unwrap();
 
     let text = syncd::metrics::render(&handle);
     let sorted = |t: &str| {
@@ -174,13 +174,13 @@ async fn a_resolved_issue_brings_its_gauge_back_to_zero() {
     let ctx = job_context(&env).await;
     let run = || Job::new(JobKind::FeedFetch, "acme", "prices", Trigger::Refetch);
     syncd::jobs::execute(&ctx, run()).await.unwrap();
-    syncd::metrics::sample(&ctx).await.unwrap();
+    syncd::app::sampler::sample(&ctx).await.unwrap();
     let series = "syncd_open_issues{kind=\"empty_feed\"}";
     assert_eq!(sample(&handle.render(), series), Some(1.0));
 
     std::fs::write(env.dir.path().join("jobs/p.csv"), GOOD).unwrap();
     syncd::jobs::execute(&ctx, run()).await.unwrap();
-    syncd::metrics::sample(&ctx).await.unwrap();
+    syncd::app::sampler::sample(&ctx).await.unwrap();
     assert_eq!(sample(&handle.render(), series), Some(0.0));
 }
 

@@ -9,7 +9,6 @@
 //! random delay within `[scheduler] spread`, so integrations due together do not fire
 //! together.
 
-use crate::catalog::IntegrationKind;
 use crate::jobs::{Job, JobContext, JobKind, Trigger};
 use crate::outcome::IssueKind;
 use crate::store::issues::hint;
@@ -20,14 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
-
-/// The job kind that runs an integration of a catalog kind.
-pub fn job_kind(kind: IntegrationKind) -> JobKind {
-    match kind {
-        IntegrationKind::Feed => JobKind::FeedFetch,
-        IntegrationKind::Crm => JobKind::CrmEnrich,
-    }
-}
 
 /// Runs until `shutdown` fires.
 pub async fn run(ctx: Arc<JobContext>, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -43,7 +34,14 @@ pub async fn run(ctx: Arc<JobContext>, shutdown: CancellationToken) -> anyhow::R
             .and_then(|s| s.last_tick_at);
         let key = format!("{}/{}", i.tenant, i.name);
         enqueued.insert(key.clone(), last);
-        resume_if_credentials_changed(&ctx, i.tenant, i.name, job_kind(i.kind), &key).await?;
+        resume_if_credentials_changed(
+            &ctx,
+            i.tenant,
+            i.name,
+            JobKind::for_integration(i.kind),
+            &key,
+        )
+        .await?;
     }
     info!(integrations = enqueued.len(), "scheduler started");
     let mut last_maintenance: Option<std::time::Instant> = None;
@@ -83,7 +81,16 @@ pub async fn run(ctx: Arc<JobContext>, shutdown: CancellationToken) -> anyhow::R
             if last.is_some_and(|l| l >= tick) {
                 continue;
             }
-            match enqueue_tick(&ctx, i.tenant, i.name, job_kind(i.kind), &key, tick).await {
+            match enqueue_tick(
+                &ctx,
+                i.tenant,
+                i.name,
+                JobKind::for_integration(i.kind),
+                &key,
+                tick,
+            )
+            .await
+            {
                 Ok(()) => {
                     enqueued.insert(key, Some(tick));
                 }

@@ -1,0 +1,94 @@
+//! The composition root: [`run`] builds the daemon from its configuration and catalog and
+//! runs it until shutdown — workers, the scheduler, the webhook outbox dispatcher, the
+//! metrics sampler and the admin server — then stops them in order.
+//!
+//! Shutdown is one [`CancellationToken`], cancelled by SIGTERM or SIGINT
+//! ([`watch_signals`]) and passed down to every loop; nothing is global.
+
+pub mod dispatcher;
+pub mod sampler;
+pub mod scheduler;
+
+use crate::catalog::Catalog;
+use crate::config::{Config, QueueBackend};
+use crate::jobs::{ALL_KINDS, JobContext};
+use crate::store::Store;
+use anyhow::Context;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+/// Runs the daemon until SIGTERM or SIGINT, then lets in-flight jobs finish within
+/// `[shutdown_grace]`.
+pub async fn run(config: Config, catalog: Catalog) -> anyhow::Result<()> {
+    let metrics = crate::metrics::install()?;
+    crate::metrics::declare_kinds(&ALL_KINDS.iter().map(|k| k.as_str()).collect::<Vec<_>>());
+    let config = Arc::new(config);
+    let store = Store::open(&config).await?;
+    let ctx = Arc::new(JobContext::build(config.clone(), Arc::new(catalog), store.clone()).await?);
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        state = %config.state_display(),
+        queue = ?config.queue.backend,
+        integrations = ctx.catalog.integrations().count(),
+        "syncd started"
+    );
+    if config.admin.enabled {
+        let limiter = match config.queue.backend {
+            QueueBackend::Redis => {
+                crate::admin::ratelimit::ApiLimiter::redis(
+                    &config.queue.redis_url,
+                    &config.queue.namespace,
+                    config.admin.rate_limit,
+                    config.admin.rate_window,
+                )
+                .await?
+            }
+            QueueBackend::Sqlite => crate::admin::ratelimit::ApiLimiter::local(
+                config.admin.rate_limit,
+                config.admin.rate_window,
+            ),
+        };
+        let state = crate::admin::AdminState {
+            ctx: ctx.clone(),
+            tokens: Arc::new(crate::admin::tokens::TokenCheck::from_config(&config)?),
+            limiter,
+            metrics: metrics.clone(),
+        };
+        crate::admin::serve(state, shutdown.clone()).await?;
+    }
+    let scheduler = tokio::spawn(scheduler::run(ctx.clone(), shutdown.clone()));
+    let dispatcher = tokio::spawn(dispatcher::run(ctx.clone(), shutdown.clone()));
+    let sampler = tokio::spawn(sampler::run(ctx.clone(), shutdown.clone()));
+    tokio::spawn(crate::systemd::stopping_on(shutdown.clone()));
+    let workers = ctx.queue.run_workers(ctx.clone(), shutdown.clone()).await;
+    shutdown.cancel();
+    let scheduled = scheduler.await;
+    let dispatched = dispatcher.await;
+    let _ = sampler.await;
+    store.close().await;
+    workers?;
+    scheduled.context("the scheduler panicked")??;
+    dispatched.context("the webhook dispatcher panicked")??;
+    info!("syncd stopped");
+    Ok(())
+}
+
+/// SIGTERM (systemd stop) and SIGINT (Ctrl-C) both start a graceful shutdown.
+pub async fn watch_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+    }
+    shutdown.cancel();
+}
