@@ -6,8 +6,8 @@
 //! `$CREDENTIALS_DIRECTORY/admin.token`) is compared the same way.
 
 use crate::config::Config;
+use crate::ops::tokens::{hex, sha256};
 use crate::store::Store;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// Who a request is.
@@ -45,14 +45,6 @@ impl Principal {
 /// Verifies tokens.
 pub struct TokenCheck {
     operator_sha256: Option<[u8; 32]>,
-}
-
-fn sha256(s: &str) -> [u8; 32] {
-    Sha256::digest(s.as_bytes()).into()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl TokenCheck {
@@ -119,23 +111,6 @@ impl TokenCheck {
             None => Principal::Operator,
         })
     }
-}
-
-/// Creates a token (shown once) and stores its digest; returns (id, token).
-pub async fn create(
-    store: &Store,
-    name: &str,
-    tenant: Option<&str>,
-) -> anyhow::Result<(String, String)> {
-    let id = format!("{:08x}", rand::random::<u32>());
-    let secret: String = (0..4)
-        .map(|_| format!("{:016x}", rand::random::<u64>()))
-        .collect();
-    let token = format!("syncd_{id}_{secret}");
-    store
-        .create_admin_token(&id, name, tenant, &hex(&sha256(&token)))
-        .await?;
-    Ok((id, token))
 }
 
 #[cfg(test)]

@@ -1,13 +1,13 @@
 //! The webhook routes of the admin API: `GET /api/deliveries`, `POST /api/redeliver`,
 //! `POST /api/replay`, `POST /api/endpoint/enable`. They run the same code as `syncd
-//! deliveries`, `redeliver`, `replay` and `endpoint enable` (`crate::webhooks::ops`), scoped
+//! deliveries`, `redeliver`, `replay` and `endpoint enable` (`crate::ops::webhooks`), scoped
 //! to what the token may see: another tenant's deliveries and endpoints answer 404, and
 //! nothing is changed.
 
 use super::tokens::Principal;
 use super::{AdminState, ApiError, scope};
+use crate::ops::{self, Refused};
 use crate::store::webhooks::DeliveryFilter;
-use crate::webhooks::ops::{self, Refused};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -39,7 +39,7 @@ fn endpoint<'a>(
     principal: &Principal,
     target: &'a str,
 ) -> Result<(&'a str, &'a str), ApiError> {
-    let (tenant, name) = ops::split(target)?;
+    let (tenant, name) = ops::split_endpoint(target)?;
     if !principal.sees(tenant) || state.ctx.catalog.webhook(tenant, name).is_none() {
         return Err(ApiError::not_found(format!("unknown endpoint `{target}`")));
     }
@@ -74,7 +74,7 @@ pub(super) async fn deliveries(
         // As in the CLI, the history of an endpoint since removed from the catalog is
         // still shown; only the tenant is checked.
         Some(target) => {
-            let (t, e) = ops::split(target)?;
+            let (t, e) = ops::split_endpoint(target)?;
             if !principal.sees(t) {
                 return Err(ApiError::not_found(format!("unknown endpoint `{target}`")));
             }
@@ -88,7 +88,7 @@ pub(super) async fn deliveries(
         failed: q.failed,
         limit: q.limit.unwrap_or(100).clamp(1, MAX_LIMIT),
     };
-    let list = ops::list(&state.ctx.store, &filter).await?;
+    let list = ops::webhooks::list(&state.ctx.store, &filter).await?;
     Ok(Json(list).into_response())
 }
 
@@ -109,7 +109,7 @@ pub(super) async fn redeliver(
         Principal::Operator => None,
         Principal::Tenant(t) => Some(t.as_str()),
     };
-    let r = ops::redeliver_delivery(&state.ctx.store, &body.delivery, own).await?;
+    let r = ops::webhooks::redeliver_delivery(&state.ctx.store, &body.delivery, own).await?;
     Ok((StatusCode::ACCEPTED, Json(r)).into_response())
 }
 
@@ -131,7 +131,7 @@ pub(super) async fn replay(
     let since = ops::since(&body.since, chrono::Utc::now())
         .map_err(|e| ApiError::bad_request(format!("since {e}")))?;
     let ctx = &state.ctx;
-    let r = ops::replay_endpoint(&ctx.store, &ctx.catalog, tenant, name, since).await?;
+    let r = ops::webhooks::replay_endpoint(&ctx.store, &ctx.catalog, tenant, name, since).await?;
     Ok((StatusCode::ACCEPTED, Json(r)).into_response())
 }
 
@@ -149,6 +149,6 @@ pub(super) async fn enable(
 ) -> Result<Response, ApiError> {
     let body = json_body(body)?;
     let (tenant, name) = endpoint(&state, &principal, &body.target)?;
-    let r = ops::enable_endpoint(&state.ctx.store, tenant, name).await?;
+    let r = ops::webhooks::enable_endpoint(&state.ctx.store, tenant, name).await?;
     Ok(Json(r).into_response())
 }

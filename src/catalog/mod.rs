@@ -303,7 +303,8 @@ impl Catalog {
     }
 }
 
-pub(crate) fn valid_name(s: &str) -> bool {
+/// Whether `s` is a valid tenant or integration name: 1-64 letters, digits, `-`, `_`, `.`.
+pub fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.chars()

@@ -17,8 +17,6 @@
 //! Plaintext lives only in [`SecretString`]s, exposed at the moment it is sent to the
 //! provider; it is never logged, put in an issue or printed (`credentials list` shows a mask).
 
-pub mod cli;
-
 use crate::catalog::{Catalog, SecretRef};
 use crate::config::Config;
 use crate::outcome::{IssueKind, Outcome};
@@ -335,26 +333,20 @@ impl Secrets {
     /// Every failure is `misconfigured`, with a message that says what to do and no secret.
     pub async fn resolve(&self, target: &str, r: &SecretRef) -> Result<SecretString, Outcome> {
         match r {
-            SecretRef::Env(var) => {
-                std::env::var(var)
-                    .map(SecretString::from)
-                    .map_err(|_| Outcome::Misconfigured {
-                        message: format!("{target}: environment variable {var} is not set"),
-                    })
-            }
+            SecretRef::Env(var) => std::env::var(var).map(SecretString::from).map_err(|_| {
+                Outcome::misconfigured(format!("{target}: environment variable {var} is not set"))
+            }),
             SecretRef::Stored { credential, field } => {
                 let Some((tenant, name)) = split_name(credential) else {
-                    return Err(Outcome::Misconfigured {
-                        message: format!("{target}: `{credential}` is not a credential name"),
-                    });
+                    return Err(Outcome::misconfigured(format!(
+                        "{target}: `{credential}` is not a credential name"
+                    )));
                 };
                 let Some(key) = self.key() else {
-                    return Err(Outcome::Misconfigured {
-                        message: format!(
-                            "{target} uses the stored credential {credential}, but {}",
-                            self.no_key_message()
-                        ),
-                    });
+                    return Err(Outcome::misconfigured(format!(
+                        "{target} uses the stored credential {credential}, but {}",
+                        self.no_key_message()
+                    )));
                 };
                 let row = self
                     .store
@@ -364,19 +356,15 @@ impl Secrets {
                         Outcome::transient(format!("syncd's state database failed: {e}"))
                     })?;
                 let Some(row) = row else {
-                    return Err(Outcome::Misconfigured {
-                        message: format!(
-                            "{target} uses the stored credential {credential}, which has no `{field}`: set it with `syncd credentials set {credential} --field {field}`"
-                        ),
-                    });
+                    return Err(Outcome::misconfigured(format!(
+                        "{target} uses the stored credential {credential}, which has no `{field}`: set it with `syncd credentials set {credential} --field {field}`"
+                    )));
                 };
                 key.open(&field_ad(tenant, name, field), &row.nonce, &row.ciphertext)
-                    .ok_or_else(|| Outcome::Misconfigured {
-                        message: format!(
+                    .ok_or_else(|| Outcome::misconfigured(format!(
                             "{target}: the stored credential {credential} (`{field}`) does not decrypt with the master key from {}; it was kept as it is. Set it again with `syncd credentials set {credential} --field {field}`",
                             key.source()
-                        ),
-                    })
+                        )))
             }
         }
     }

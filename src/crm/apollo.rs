@@ -101,12 +101,10 @@ impl<'a> Apollo<'a> {
                     })
                     .unwrap_or_default();
                 if code == "API_INACCESSIBLE" {
-                    Err(Outcome::Misconfigured {
-                        message: format!(
-                            "Apollo.io ({host}) says {what} is not accessible with the API key of {} (403 API_INACCESSIBLE): the plan or the key lacks access to this endpoint",
-                            env.target()
-                        ),
-                    })
+                    Err(Outcome::misconfigured(format!(
+                        "Apollo.io ({host}) says {what} is not accessible with the API key of {} (403 API_INACCESSIBLE): the plan or the key lacks access to this endpoint",
+                        env.target()
+                    )))
                 } else {
                     Err(Outcome::Rejected {
                         message: format!(
@@ -131,12 +129,10 @@ impl<'a> Apollo<'a> {
                 "Apollo.io ({host}) answered {what} with HTTP {status}: {}",
                 excerpt(&text, 200)
             ))),
-            _ => Err(Outcome::Misconfigured {
-                message: format!(
-                    "Apollo.io ({host}) refused {what} with HTTP {status}: {}",
-                    message()
-                ),
-            }),
+            _ => Err(Outcome::misconfigured(format!(
+                "Apollo.io ({host}) refused {what} with HTTP {status}: {}",
+                message()
+            ))),
         }
     }
 

@@ -151,11 +151,9 @@ impl<'a> HubSpot<'a> {
                 }
                 403 => {
                     let message = field(&text, "message").unwrap_or_else(|| excerpt(&text, 160));
-                    return Err(Outcome::Misconfigured {
-                        message: format!(
-                            "HubSpot ({host}) forbade {what} (403): {message}; the app probably lacks the crm.objects.companies.read or crm.objects.contacts.read scope"
-                        ),
-                    });
+                    return Err(Outcome::misconfigured(format!(
+                        "HubSpot ({host}) forbade {what} (403): {message}; the app probably lacks the crm.objects.companies.read or crm.objects.contacts.read scope"
+                    )));
                 }
                 429 => {
                     let policy = field(&text, "policyName").unwrap_or_default();
@@ -183,11 +181,9 @@ impl<'a> HubSpot<'a> {
                 }
                 _ => {
                     let message = field(&text, "message").unwrap_or_else(|| excerpt(&text, 200));
-                    return Err(Outcome::Misconfigured {
-                        message: format!(
-                            "HubSpot ({host}) refused {what} with HTTP {status}: {message}"
-                        ),
-                    });
+                    return Err(Outcome::misconfigured(format!(
+                        "HubSpot ({host}) refused {what} with HTTP {status}: {message}"
+                    )));
                 }
             }
         }

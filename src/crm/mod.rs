@@ -134,9 +134,10 @@ impl<'a> CrmEnv<'a> {
     /// source, from its stored credential or the environment variable the catalog names.
     pub async fn secret(&self, field: &str) -> Result<SecretString, Outcome> {
         let Some(r) = self.spec.secret_ref(field) else {
-            return Err(Outcome::Misconfigured {
-                message: format!("{}: the catalog gives no `{field}`", self.target()),
-            });
+            return Err(Outcome::misconfigured(format!(
+                "{}: the catalog gives no `{field}`",
+                self.target()
+            )));
         };
         self.secrets.resolve(&self.target(), &r).await
     }
@@ -166,7 +167,7 @@ pub fn provider_name(p: CrmProvider) -> &'static str {
 /// A network-level failure of a call, classified (timeouts, resets, refused connections).
 pub fn network_error(provider: CrmProvider, host: &str, e: reqwest::Error) -> Outcome {
     let what = format!("{} ({host})", provider_name(provider));
-    crate::feeds::http::classify_reqwest(&what, e)
+    crate::outcome::classify::classify_reqwest(&what, e)
 }
 
 /// At most `max` characters of a response body, on one line, for a message.

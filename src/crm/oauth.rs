@@ -47,11 +47,11 @@ fn token_ad(env: &CrmEnv<'_>, column: &str) -> String {
 fn seal(env: &CrmEnv<'_>, column: &str, token: &str) -> Result<String, Outcome> {
     env.secrets
         .seal_text(&token_ad(env, column), token)
-        .map_err(|e| Outcome::Misconfigured {
-            message: format!(
+        .map_err(|e| {
+            Outcome::misconfigured(format!(
                 "{}: OAuth tokens are stored encrypted, but {e}",
                 env.target()
-            ),
+            ))
         })
 }
 
@@ -60,12 +60,10 @@ fn open(env: &CrmEnv<'_>, column: &str, text: &str) -> Result<String, Outcome> {
     env.secrets
         .open_text(&token_ad(env, column), text)
         .map(|s| secrecy::ExposeSecret::expose_secret(&s).to_string())
-        .map_err(|e| Outcome::Misconfigured {
-            message: format!(
+        .map_err(|e| Outcome::misconfigured(format!(
                 "{}: {e}; it was kept as it is. Put the original master key back, or re-authorise the app and store the new refresh token",
                 env.target()
-            ),
-        })
+            )))
 }
 
 /// A usable access token. `rejected` is a token the API just refused as expired: it is not

@@ -6,25 +6,17 @@
 
 use super::{FetchOptions, Fetched, spool_file};
 use crate::outcome::Outcome;
+use crate::outcome::classify::classify_io;
 use crate::store::sync_state::Validators;
 use chrono::{DateTime, Utc};
-use std::io::ErrorKind;
 
 fn stat(path: &std::path::Path) -> Result<(i64, DateTime<Utc>), Outcome> {
     let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        ErrorKind::NotFound => Outcome::Misconfigured {
-            message: format!("file {shown} does not exist"),
-        },
-        ErrorKind::PermissionDenied => Outcome::Misconfigured {
-            message: format!("file {shown} cannot be read by the syncd user (permission denied)"),
-        },
-        _ => Outcome::transient(format!("cannot read {shown}: {e}")),
-    })?;
+    let meta = std::fs::metadata(path).map_err(|e| classify_io(&shown.to_string(), &e))?;
     if !meta.is_file() {
-        return Err(Outcome::Misconfigured {
-            message: format!("{shown} is not a regular file"),
-        });
+        return Err(Outcome::misconfigured(format!(
+            "{shown} is not a regular file"
+        )));
     }
     let mtime = meta
         .modified()

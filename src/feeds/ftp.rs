@@ -11,6 +11,7 @@
 use super::{FetchOptions, Fetched, Spool, required};
 use crate::catalog::{Auth, FeedSpec};
 use crate::outcome::Outcome;
+use crate::outcome::classify::classify_ftp;
 use crate::store::sync_state::Validators;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
@@ -45,44 +46,13 @@ struct Session {
     timeouts: Timeouts,
 }
 
-/// Maps an FTP failure to an outcome: 530 refused login, 550 missing file, 4xx and dropped
-/// connections transient.
-pub fn classify(what: &str, e: FtpError) -> Outcome {
-    match e {
-        FtpError::UnexpectedResponse(resp) => {
-            let code = resp.status.code();
-            let text = String::from_utf8_lossy(&resp.body).trim().to_string();
-            let message = format!("{what}: the server answered {text}");
-            match code {
-                530 | 331 | 332 => Outcome::Rejected { message },
-                550 | 553 => Outcome::Misconfigured {
-                    message: format!("{message} (the file is missing or not readable)"),
-                },
-                400..=499 => Outcome::transient(message),
-                _ => Outcome::Misconfigured { message },
-            }
-        }
-        FtpError::ConnectionError(io) => {
-            Outcome::transient(format!("{what}: the connection failed ({io})"))
-        }
-        FtpError::SecureError(text) if text.to_ascii_lowercase().contains("certificate") => {
-            Outcome::Misconfigured {
-                message: format!(
-                    "{what}: the server's TLS certificate is not trusted ({text}); set the feed's `ca_file`"
-                ),
-            }
-        }
-        other => Outcome::transient(format!("{what}: {other}")),
-    }
-}
-
 async fn step<T>(
     what: &str,
     limit: Duration,
     fut: impl Future<Output = Result<T, FtpError>>,
 ) -> Result<T, Outcome> {
     match tokio::time::timeout(limit, fut).await {
-        Ok(r) => r.map_err(|e| classify(what, e)),
+        Ok(r) => r.map_err(|e| classify_ftp(what, e)),
         Err(_) => Err(Outcome::transient(format!(
             "{what}: no answer within {}",
             crate::duration::format(limit)
@@ -100,24 +70,20 @@ fn tls_connector(spec: &FeedSpec) -> Result<AsyncRustlsConnector, Outcome> {
     if let Some(ca) = &spec.ca_file {
         use rustls::pki_types::CertificateDer;
         use rustls::pki_types::pem::PemObject;
-        let certs = CertificateDer::pem_file_iter(ca).map_err(|e| Outcome::Misconfigured {
-            message: format!("ca_file {}: {e}", ca.display()),
-        })?;
+        let certs = CertificateDer::pem_file_iter(ca)
+            .map_err(|e| Outcome::misconfigured(format!("ca_file {}: {e}", ca.display())))?;
         for cert in certs {
-            let cert = cert.map_err(|e| Outcome::Misconfigured {
-                message: format!("ca_file {}: {e}", ca.display()),
-            })?;
-            roots.add(cert).map_err(|e| Outcome::Misconfigured {
-                message: format!("ca_file {}: {e}", ca.display()),
-            })?;
+            let cert =
+                cert.map_err(|e| Outcome::misconfigured(format!("ca_file {}: {e}", ca.display())))?;
+            roots
+                .add(cert)
+                .map_err(|e| Outcome::misconfigured(format!("ca_file {}: {e}", ca.display())))?;
         }
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| Outcome::Misconfigured {
-            message: format!("TLS set-up failed: {e}"),
-        })?
+        .map_err(|e| Outcome::misconfigured(format!("TLS set-up failed: {e}")))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(AsyncRustlsConnector::from(
@@ -159,9 +125,9 @@ async fn open(
     let (user, password): (String, &str) = match &spec.auth {
         Some(Auth::Basic { username, .. }) => (username.clone(), required(secret)?),
         Some(Auth::Bearer { .. } | Auth::SshKey { .. }) => {
-            return Err(Outcome::Misconfigured {
-                message: format!("{what}: FTP needs `auth.kind = \"basic\"`"),
-            });
+            return Err(Outcome::misconfigured(format!(
+                "{what}: FTP needs `auth.kind = \"basic\"`"
+            )));
         }
         None => ("anonymous".to_string(), "anonymous@"),
     };
@@ -193,7 +159,7 @@ impl Session {
             {
                 None
             }
-            Ok(Err(e)) => return Err(classify(&self.what, e)),
+            Ok(Err(e)) => return Err(classify_ftp(&self.what, e)),
             Err(_) => {
                 return Err(Outcome::transient(format!(
                     "{}: no answer to MDTM",

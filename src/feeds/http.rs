@@ -9,44 +9,7 @@ use reqwest::header::{
 };
 
 pub use crate::catalog::shown_url;
-
-/// The error and its causes in one line, without the URL (which may carry a query secret).
-pub fn describe(e: &reqwest::Error) -> String {
-    let mut out = String::new();
-    let mut cur: Option<&dyn std::error::Error> = Some(e);
-    while let Some(err) = cur {
-        let text = err.to_string();
-        if !text.is_empty() && !out.contains(&text) {
-            if !out.is_empty() {
-                out.push_str(": ");
-            }
-            out.push_str(&text);
-        }
-        cur = err.source();
-    }
-    out
-}
-
-/// Maps a failed request (no HTTP status) to an outcome.
-pub fn classify_reqwest(what: &str, e: reqwest::Error) -> Outcome {
-    let e = e.without_url();
-    let detail = describe(&e);
-    if e.is_timeout() {
-        Outcome::transient(format!("{what} timed out ({detail})"))
-    } else if e.is_connect() {
-        Outcome::transient(format!("{what}: cannot connect ({detail})"))
-    } else if e.is_redirect() {
-        Outcome::Misconfigured {
-            message: format!("{what}: too many redirects ({detail})"),
-        }
-    } else if e.is_builder() {
-        Outcome::Misconfigured {
-            message: format!("{what}: {detail}"),
-        }
-    } else {
-        Outcome::transient(format!("{what} failed ({detail})"))
-    }
-}
+use crate::outcome::classify::{classify_reqwest, describe};
 
 /// Downloads `url` unless the server says it has not changed.
 pub async fn fetch(

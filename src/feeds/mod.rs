@@ -113,16 +113,12 @@ pub(crate) fn required(secret: Option<&SecretString>) -> Result<&str, Outcome> {
     use secrecy::ExposeSecret;
     secret
         .map(|s| s.expose_secret())
-        .ok_or_else(|| Outcome::Misconfigured {
-            message: "the feed's `auth` secret was not resolved".into(),
-        })
+        .ok_or_else(|| Outcome::misconfigured("the feed's `auth` secret was not resolved"))
 }
 
 /// `auth.kind = "ssh_key"` on a feed that is not SFTP (the catalog check refuses it first).
 pub(crate) fn ssh_key_outside_sftp() -> Outcome {
-    Outcome::Misconfigured {
-        message: "`auth.kind = \"ssh_key\"` is for sftp:// feeds".into(),
-    }
+    Outcome::misconfigured("`auth.kind = \"ssh_key\"` is for sftp:// feeds")
 }
 
 /// Creates the spool file in `work_dir`.

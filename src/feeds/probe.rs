@@ -2,10 +2,11 @@
 //! without side effects on the data (HTTP: a HEAD, or a one-byte ranged GET where HEAD is
 //! refused; FTP and SFTP: login, then the file's size and time; files: stat).
 
-use super::http::{classify_reqwest, shown_url};
+use super::http::shown_url;
 use super::required;
 use crate::catalog::{Auth, FeedSource, FeedSpec};
-use crate::outcome::{Outcome, classify_http_status};
+use crate::outcome::classify::classify_reqwest;
+use crate::outcome::{Misconfig, Outcome, classify_http_status};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LAST_MODIFIED, RANGE};
 use secrecy::SecretString;
 use serde::Serialize;
@@ -57,14 +58,10 @@ impl Probe {
             Outcome::Transient { .. } | Outcome::RateLimited { .. } | Outcome::Waiting { .. } => {
                 Verdict::Unreachable
             }
-            Outcome::Misconfigured { message }
-                if message.contains("404")
-                    || message.contains("410")
-                    || message.contains("does not exist")
-                    || message.contains("missing or not readable") =>
-            {
-                Verdict::FileMissing
-            }
+            Outcome::Misconfigured {
+                cause: Misconfig::NotFound,
+                ..
+            } => Verdict::FileMissing,
             Outcome::Misconfigured { .. } | Outcome::Invalid { .. } => Verdict::Misconfigured,
         };
         Probe {

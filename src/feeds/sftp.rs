@@ -15,6 +15,7 @@ use super::ftp::Timeouts;
 use super::{FetchOptions, Fetched, Spool, required};
 use crate::catalog::{Auth, FeedSpec, HostKeyPin};
 use crate::outcome::Outcome;
+use crate::outcome::classify::classify_sftp;
 use crate::store::sync_state::Validators;
 use chrono::{DateTime, Utc};
 use russh::client::{AuthResult, Handle};
@@ -23,7 +24,6 @@ use russh::keys::ssh_key::public::KeyData;
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh_sftp::client::SftpSession;
 use russh_sftp::client::error::Error as SftpError;
-use russh_sftp::protocol::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,24 +63,20 @@ impl Client {
             // sent yet, retrying cannot help, and only an operator can tell a rotated key from
             // an interception — after confirming the new key with the distributor, they change
             // `host_key`. `Rejected` would raise a misleading `credentials_rejected`.
-            Some(pin) => Err(Outcome::Misconfigured {
-                message: format!(
-                    "{}: the server's host key {fingerprint} does not match the pinned `host_key` {}; \
+            Some(pin) => Err(Outcome::misconfigured(format!(
+                "{}: the server's host key {fingerprint} does not match the pinned `host_key` {}; \
                      the server's key changed or something is in between: confirm the new key \
                      with the distributor before changing `host_key` (the server offers `{}`)",
-                    self.what,
-                    pin.shown(),
-                    openssh_line(key)
-                ),
-            }),
-            None => Err(Outcome::Misconfigured {
-                message: format!(
-                    "{}: the server's host key is not pinned; confirm its fingerprint {fingerprint} \
+                self.what,
+                pin.shown(),
+                openssh_line(key)
+            ))),
+            None => Err(Outcome::misconfigured(format!(
+                "{}: the server's host key is not pinned; confirm its fingerprint {fingerprint} \
                      with the distributor, then add `host_key = \"{}\"` to the feed",
-                    self.what,
-                    openssh_line(key)
-                ),
-            }),
+                self.what,
+                openssh_line(key)
+            ))),
         }
     }
 }
@@ -122,28 +118,6 @@ fn no_answer(what: &str, limit: Duration) -> Outcome {
         "{what}: no answer within {}",
         crate::duration::format(limit)
     ))
-}
-
-/// Maps an SFTP failure on the feed's file to an outcome.
-fn classify_sftp(what: &str, e: SftpError) -> Outcome {
-    match e {
-        SftpError::Status(status) => {
-            let text = format!("{:?}: {}", status.status_code, status.error_message.trim());
-            match status.status_code {
-                StatusCode::NoSuchFile | StatusCode::PermissionDenied => Outcome::Misconfigured {
-                    message: format!(
-                        "{what}: the server answered {text} (the file is missing or not readable)"
-                    ),
-                },
-                StatusCode::OpUnsupported | StatusCode::BadMessage => Outcome::Misconfigured {
-                    message: format!("{what}: the server answered {text}"),
-                },
-                _ => Outcome::transient(format!("{what}: the server answered {text}")),
-            }
-        }
-        SftpError::Timeout => Outcome::transient(format!("{what}: no answer from the server")),
-        other => Outcome::transient(format!("{what}: the connection failed ({other})")),
-    }
 }
 
 fn classify_ssh(what: &str, e: SshError) -> Outcome {
@@ -212,8 +186,7 @@ async fn login(
             let passphrase = secret.map(|s| s.expose_secret());
             let key =
                 russh::keys::load_secret_key(key_file, passphrase).map_err(|e| {
-                    Outcome::Misconfigured {
-                        message: format!(
+                    Outcome::misconfigured(format!(
                             "{what}: cannot use the private key {} ({e}){}",
                             key_file.display(),
                             if passphrase.is_none() {
@@ -221,8 +194,7 @@ async fn login(
                             } else {
                                 ""
                             }
-                        ),
-                    }
+                        ))
                 })?;
             let hash = if key.algorithm().is_rsa() {
                 ssh.best_supported_rsa_hash().await.ok().flatten().flatten()
@@ -246,18 +218,14 @@ async fn login(
             (username.clone(), r, "key")
         }
         Some(Auth::Bearer { .. }) => {
-            return Err(Outcome::Misconfigured {
-                message: format!(
-                    "{what}: SFTP needs `auth.kind = \"basic\"` (password) or `\"ssh_key\"`"
-                ),
-            });
+            return Err(Outcome::misconfigured(format!(
+                "{what}: SFTP needs `auth.kind = \"basic\"` (password) or `\"ssh_key\"`"
+            )));
         }
         None => {
-            return Err(Outcome::Misconfigured {
-                message: format!(
-                    "{what}: SFTP needs `auth` (`kind = \"basic\"` or `kind = \"ssh_key\"`)"
-                ),
-            });
+            return Err(Outcome::misconfigured(format!(
+                "{what}: SFTP needs `auth` (`kind = \"basic\"` or `kind = \"ssh_key\"`)"
+            )));
         }
     };
     match result {
@@ -336,9 +304,9 @@ async fn open(
             SftpError::Timeout | SftpError::IO(_) => {
                 Outcome::transient(format!("{w}: the SFTP session did not start ({e})"))
             }
-            other => Outcome::Misconfigured {
-                message: format!("{w}: the server offers no usable SFTP ({other})"),
-            },
+            other => {
+                Outcome::misconfigured(format!("{w}: the server offers no usable SFTP ({other})"))
+            }
         },
     )
     .await?;
@@ -363,12 +331,16 @@ impl Session {
         )
         .await?;
         if meta.is_dir() {
-            return Err(Outcome::Misconfigured {
-                message: format!("{}: is a directory, not a file", self.what),
-            });
+            return Err(Outcome::misconfigured(format!(
+                "{}: is a directory, not a file",
+                self.what
+            )));
         }
-        let size = meta.size.ok_or_else(|| Outcome::Misconfigured {
-            message: format!("{}: the server does not tell the file's size", self.what),
+        let size = meta.size.ok_or_else(|| {
+            Outcome::misconfigured(format!(
+                "{}: the server does not tell the file's size",
+                self.what
+            ))
         })?;
         let mtime = meta
             .mtime

@@ -14,12 +14,10 @@ pub const JOB_NAME: &str = "crm_enrich";
 /// Runs one sync of `job`'s CRM source.
 pub async fn run(ctx: &JobContext, job: &super::Job) -> RunResult {
     let Some(spec) = ctx.catalog().crm(&job.tenant, &job.integration) else {
-        return RunResult::outcome(Outcome::Misconfigured {
-            message: format!(
-                "the catalog has no CRM source {}/{}",
-                job.tenant, job.integration
-            ),
-        });
+        return RunResult::outcome(Outcome::misconfigured(format!(
+            "the catalog has no CRM source {}/{}",
+            job.tenant, job.integration
+        )));
     };
     let env = ctx.crm_env(&job.tenant, spec);
     let detail = match spec.provider {

@@ -218,7 +218,7 @@ pub async fn apply_outcome(ctx: &JobContext, job: &Job, result: RunResult) -> an
             raise(ctx, job, *kind, message).await?;
             error!(outcome = label, %message, "data rejected; previous data kept");
         }
-        Outcome::Misconfigured { message } => {
+        Outcome::Misconfigured { message, .. } => {
             store
                 .record_failure(tenant, integration, label, message, false, None)
                 .await?;

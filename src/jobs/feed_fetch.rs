@@ -17,12 +17,10 @@ const BATCH: usize = 2_000;
 pub async fn run(ctx: &JobContext, job: &Job) -> RunResult {
     let catalog = ctx.catalog();
     let Some(spec) = catalog.feed(&job.tenant, &job.integration) else {
-        return RunResult::outcome(Outcome::Misconfigured {
-            message: format!(
-                "the catalog no longer has a feed {}/{}",
-                job.tenant, job.integration
-            ),
-        });
+        return RunResult::outcome(Outcome::misconfigured(format!(
+            "the catalog no longer has a feed {}/{}",
+            job.tenant, job.integration
+        )));
     };
     let state = match ctx.store.state(&job.tenant, &job.integration).await {
         Ok(s) => s,

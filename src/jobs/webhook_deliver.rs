@@ -137,14 +137,18 @@ async fn finish(
     };
     let (status, next_at, counts) = match &a.verdict {
         Verdict::Delivered => ("delivered", None, None),
-        Verdict::Retry { retry_after } => match deliver::next_delay(w, made, *retry_after) {
-            Some(delay) => ("pending", Some(later(delay)), Some(true)),
-            None => ("failed", None, Some(true)),
-        },
-        Verdict::Throttled { retry_after } => match deliver::next_delay(w, made, *retry_after) {
-            Some(delay) => ("pending", Some(later(delay)), Some(false)),
-            None => ("failed", None, Some(false)),
-        },
+        Verdict::Retry { retry_after } => {
+            match crate::outcome::retry::webhook_delay(w, made, *retry_after) {
+                Some(delay) => ("pending", Some(later(delay)), Some(true)),
+                None => ("failed", None, Some(true)),
+            }
+        }
+        Verdict::Throttled { retry_after } => {
+            match crate::outcome::retry::webhook_delay(w, made, *retry_after) {
+                Some(delay) => ("pending", Some(later(delay)), Some(false)),
+                None => ("failed", None, Some(false)),
+            }
+        }
         Verdict::Rejected => ("failed", None, Some(true)),
         // Kept for when the endpoint is enabled again.
         Verdict::Gone => ("held", None, Some(true)),

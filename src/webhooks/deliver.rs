@@ -2,10 +2,8 @@
 
 use super::sign::{Secret, signature_header};
 use crate::config::Config;
-use crate::config::WebhooksConfig;
 use crate::egress::{self as ssrf, GuardedResolver};
 use futures::StreamExt;
-use rand::RngExt;
 use std::time::{Duration, Instant};
 
 /// How much of a response body is kept in the attempt log.
@@ -208,40 +206,4 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         cur = next;
     }
     cur.to_string()
-}
-
-/// The delay before the attempt after `attempts_made` (≥ 1) attempts, or `None` when the
-/// schedule is used up: the schedule's entry spread by ±jitter, never below `retry_after`.
-pub fn next_delay(
-    w: &WebhooksConfig,
-    attempts_made: usize,
-    retry_after: Option<Duration>,
-) -> Option<Duration> {
-    let base = *w.retry_schedule.get(attempts_made)?;
-    let spread = base.as_secs_f64() * w.jitter;
-    let jittered = if spread > 0.0 {
-        base.as_secs_f64() + rand::rng().random_range(-spread..=spread)
-    } else {
-        base.as_secs_f64()
-    };
-    Some(Duration::from_secs_f64(jittered.max(0.0)).max(retry_after.unwrap_or_default()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_schedule_is_followed_with_jitter_and_retry_after() {
-        let w = WebhooksConfig::default();
-        assert_eq!(next_delay(&w, 8, None), None, "8 attempts in all");
-        for _ in 0..200 {
-            let d = next_delay(&w, 1, None).unwrap().as_secs_f64();
-            assert!((4.0..=6.0).contains(&d), "5s ± 20%: {d}");
-            let d = next_delay(&w, 2, None).unwrap().as_secs_f64();
-            assert!((240.0..=360.0).contains(&d), "5m ± 20%: {d}");
-        }
-        let d = next_delay(&w, 1, Some(Duration::from_secs(60))).unwrap();
-        assert!(d >= Duration::from_secs(60), "never before Retry-After");
-    }
 }

@@ -19,7 +19,6 @@
 //! attempt count still matches the task's.
 
 pub mod deliver;
-pub mod ops;
 pub mod sign;
 
 use crate::config::Config;

@@ -1,7 +1,7 @@
-//! Operator actions shared by the CLI and the admin API: one implementation, so that both
-//! answer with the same data.
+//! Integrations: their sync state, a re-fetch now, a connection test.
 
 use crate::catalog::Catalog;
+use crate::config::Config;
 use crate::feeds::probe::{Probe, Verdict};
 use crate::jobs::{Job, JobKind, Trigger};
 use crate::queue::Queue;
@@ -104,4 +104,36 @@ pub async fn status(
         s.companies = Some(store.company_counts(&s.tenant).await?);
     }
     Ok(states)
+}
+
+/// `tenant/integration` of an integration in the catalog; the error names what is unknown
+/// and the catalog directory.
+pub fn check_target<'a>(
+    config: &Config,
+    catalog: &Catalog,
+    target: &'a str,
+) -> anyhow::Result<(&'a str, &'a str)> {
+    let (tenant, name) = super::split_integration(target)?;
+    catalog
+        .integration(tenant, name)
+        .map_err(|e| anyhow::anyhow!("{target}: {e} in {}", config.catalog_dir().display()))?;
+    Ok((tenant, name))
+}
+
+/// Tests `tenant/name` from this process (the CLI's `test-connection`): reachability and
+/// credentials, no data touched. Passing clears `credentials_rejected` and a pause.
+pub async fn test_connection(
+    config: &Config,
+    catalog: &Catalog,
+    store: &Store,
+    tenant: &str,
+    name: &str,
+) -> anyhow::Result<Probe> {
+    let http = crate::jobs::http_client(config)?;
+    let limiter = crate::crm::limiter::Limiter::for_config(config).await?;
+    let secrets = crate::credentials::Secrets::open(config, store).await?;
+    crate::jobs::connection_test::run_with(
+        store, catalog, &http, config, &limiter, &secrets, tenant, name,
+    )
+    .await
 }
