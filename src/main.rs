@@ -1,4 +1,3 @@
-#![forbid(unsafe_code)]
 //! The `syncd` binary: everything lives in the library; this only hands over to the CLI.
 
 fn main() -> std::process::ExitCode {

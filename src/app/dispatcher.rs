@@ -3,6 +3,8 @@
 
 use crate::jobs::JobContext;
 use crate::jobs::webhook_deliver;
+use crate::store::webhooks::OutboxRow;
+use crate::webhooks::events;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -68,14 +70,14 @@ pub async fn pass(
             .map(|h| h.name.clone())
             .collect()
     };
+    let max_items = w.max_items_per_event;
+    let compose =
+        move |rows: &[OutboxRow], now| events::compose(rows, max_items, now, &subscribers);
     let first_delay = chrono::Duration::from_std(w.retry_schedule[0]).unwrap_or_default();
     // A backlog (a big import) is taken in several transactions, each short.
     let mut committed = 0;
     for _ in 0..20 {
-        let (rows, created) = ctx
-            .store
-            .dispatch_outbox(&subscribers, w.max_items_per_event, first_delay)
-            .await?;
+        let (rows, created) = ctx.store.dispatch_outbox(&compose, first_delay).await?;
         if created > 0 {
             debug!(
                 rows,

@@ -3,7 +3,6 @@
 //! deliveries too.
 
 use super::{Job, JobContext, JobKind, RunResult, Trigger};
-use super::{connection_test, crm_enrich, feed_fetch, webhook_deliver};
 use crate::catalog::Catalog;
 use crate::outcome::{IssueKind, Outcome, retry_delay};
 use crate::store::issues::hint;
@@ -25,22 +24,51 @@ pub async fn execute(ctx: &JobContext, job: Job) -> anyhow::Result<()> {
         trigger = ?job.trigger,
     );
     let timer = crate::metrics::JobTimer::start(job.kind.as_str());
-    // Deliveries keep their own state and schedule (webhook_deliveries), not sync_state; their
-    // results are counted by `metrics::webhook_delivery`.
-    let result = if job.kind == JobKind::WebhookDeliver {
-        webhook_deliver::run(ctx, &job)
-            .instrument(span)
-            .await
-            .map(|()| "done")
-    } else {
-        execute_inner(ctx, job).instrument(span).await
-    };
+    let result = execute_inner(ctx, job).instrument(span).await;
     timer.finish(result.as_ref().map_or("error", |outcome| outcome));
     result.map(drop)
 }
 
 /// Runs the job; `Ok` carries the outcome label for the metrics.
 async fn execute_inner(ctx: &JobContext, job: Job) -> anyhow::Result<&'static str> {
+    // Deliveries keep their own state and schedule (webhook_deliveries): no run counter, no
+    // sync_state, no pause; their results are counted by `metrics::webhook_delivery`.
+    let tracked = job.kind.tracks_runs();
+    if tracked && let Some(skipped) = begin(ctx, &job).await? {
+        return Ok(skipped);
+    }
+    let started = std::time::Instant::now();
+    let label = match super::run_kind(ctx, &job).await? {
+        Ended::Outcome(result) => {
+            let label = result.outcome.label();
+            apply_outcome(ctx, &job, result).await?;
+            info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "job finished"
+            );
+            label
+        }
+        Ended::Recorded(label) => label,
+    };
+    if tracked {
+        ctx.store.finish_run(&job.id).await?;
+    }
+    Ok(label)
+}
+
+/// How a kind's run ended, as the engine records it.
+pub enum Ended {
+    /// An outcome the engine turns into sync state, issues and retries.
+    Outcome(RunResult),
+    /// The kind recorded its own result (a delivery's attempt log, a connection test's
+    /// verdict, which only ever clears issues); the label is for the metrics.
+    Recorded(&'static str),
+}
+
+/// Counts the start of a tracked job and decides whether it runs: `Some(label)` when it is
+/// skipped (a duplicate delivery of a finished task, a task interrupted too often, a paused
+/// integration), having recorded why.
+async fn begin(ctx: &JobContext, job: &Job) -> anyhow::Result<Option<&'static str>> {
     let store = &ctx.store;
     let starts = match store
         .start_run(&job.id, &job.tenant, &job.integration)
@@ -48,7 +76,7 @@ async fn execute_inner(ctx: &JobContext, job: Job) -> anyhow::Result<&'static st
     {
         RunStart::AlreadyFinished => {
             info!("already finished (delivered twice); skipping");
-            return Ok("duplicate");
+            return Ok(Some("duplicate"));
         }
         RunStart::Start(n) => n,
     };
@@ -59,22 +87,14 @@ async fn execute_inner(ctx: &JobContext, job: Job) -> anyhow::Result<&'static st
             starts - 1
         );
         error!(%message);
-        store
-            .raise_issue(
-                &job.tenant,
-                &job.integration,
-                IssueKind::RetriesExhausted,
-                &message,
-                &hint(IssueKind::RetriesExhausted, &job.tenant, &job.integration),
-            )
-            .await?;
+        raise(ctx, job, IssueKind::RetriesExhausted, &message).await?;
         store.finish_run(&job.id).await?;
-        return Ok("given_up");
+        return Ok(Some("given_up"));
     }
     if starts > 1 {
         warn!(starts, "resuming a job whose earlier run was interrupted");
     }
-    let kind = catalog_kind(ctx, &job);
+    let kind = catalog_kind(ctx, job);
     store
         .ensure_state(&job.tenant, &job.integration, kind)
         .await?;
@@ -91,29 +111,9 @@ async fn execute_inner(ctx: &JobContext, job: Job) -> anyhow::Result<&'static st
     if paused && !job.manual {
         info!("integration is paused after rejected credentials; skipping");
         store.finish_run(&job.id).await?;
-        return Ok("paused");
+        return Ok(Some("paused"));
     }
-
-    let started = std::time::Instant::now();
-    let result = match job.kind {
-        JobKind::FeedFetch => feed_fetch::run(ctx, &job).await,
-        JobKind::CrmEnrich => crm_enrich::run(ctx, &job).await,
-        // `execute` hands deliveries over before this point.
-        JobKind::WebhookDeliver => return webhook_deliver::run(ctx, &job).await.map(|()| "done"),
-        JobKind::ConnectionTest => {
-            // No outcome, no issues: a test only ever clears them when it passes.
-            let probe = connection_test::run(ctx, &job.tenant, &job.integration).await?;
-            store.finish_run(&job.id).await?;
-            let passed = probe.verdict == crate::feeds::probe::Verdict::Ok;
-            return Ok(if passed { "passed" } else { "failed" });
-        }
-    };
-    let elapsed = started.elapsed();
-    let label = result.outcome.label();
-    apply_outcome(ctx, &job, result).await?;
-    info!(elapsed_ms = elapsed.as_millis() as u64, "job finished");
-    store.finish_run(&job.id).await?;
-    Ok(label)
+    Ok(None)
 }
 
 fn catalog_kind(ctx: &JobContext, job: &Job) -> &'static str {

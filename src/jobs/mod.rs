@@ -14,7 +14,7 @@ pub mod feed_fetch;
 pub mod webhook_deliver;
 
 pub use context::{JobContext, ftp_timeouts, http_client};
-pub use engine::{apply_outcome, execute, secret_changed};
+pub use engine::{Ended, apply_outcome, execute, secret_changed};
 
 use crate::catalog::IntegrationKind;
 use crate::config::Config;
@@ -56,6 +56,12 @@ impl JobKind {
         }
     }
 
+    /// Whether the engine keeps a run counter, sync state and pause for jobs of this kind.
+    /// Deliveries keep their own state and schedule in the delivery log instead.
+    pub fn tracks_runs(self) -> bool {
+        self != JobKind::WebhookDeliver
+    }
+
     /// Stable name (queue suffix, logs, metrics).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -65,6 +71,24 @@ impl JobKind {
             JobKind::WebhookDeliver => webhook_deliver::JOB_NAME,
         }
     }
+}
+
+/// Runs `job` with its kind's handler. The registry's other half: a new kind is a file of
+/// its own, a variant above, and an arm here.
+async fn run_kind(ctx: &JobContext, job: &Job) -> anyhow::Result<Ended> {
+    Ok(match job.kind {
+        JobKind::FeedFetch => Ended::Outcome(feed_fetch::run(ctx, job).await),
+        JobKind::CrmEnrich => Ended::Outcome(crm_enrich::run(ctx, job).await),
+        JobKind::ConnectionTest => {
+            let probe = connection_test::run(ctx, &job.tenant, &job.integration).await?;
+            let passed = probe.verdict == crate::feeds::probe::Verdict::Ok;
+            Ended::Recorded(if passed { "passed" } else { "failed" })
+        }
+        JobKind::WebhookDeliver => {
+            webhook_deliver::run(ctx, job).await?;
+            Ended::Recorded("done")
+        }
+    })
 }
 
 /// Why a job was queued.

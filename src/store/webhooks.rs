@@ -17,11 +17,7 @@ use super::Store;
 use super::db;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap};
-
-/// The endpoints of a tenant (first argument) that receive an event type (second).
-pub type Subscribers<'a> = &'a (dyn Fn(&str, &str) -> Vec<String> + Sync);
 
 /// A pending delivery whose next attempt has no queue task yet.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -187,25 +183,77 @@ pub fn new_id(prefix: &str) -> String {
     )
 }
 
-struct Group {
-    tenant: String,
-    source_key: &'static str,
-    source: String,
-    run: String,
-    event_type: &'static str,
-    items: Vec<Value>,
+/// One change row of the outbox, as the event composer (`webhooks::events`) reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutboxRow {
+    /// A row of `price_changes`.
+    Price {
+        /// Tenant id.
+        tenant: String,
+        /// The feed.
+        feed: String,
+        /// The import that made the change.
+        run: String,
+        /// The part.
+        sku: String,
+        /// `added`, `removed` or `changed`.
+        change: String,
+        /// Price before (decimal text).
+        old_price: Option<String>,
+        /// Price after.
+        new_price: Option<String>,
+        /// Stock before.
+        old_stock: Option<i64>,
+        /// Stock after.
+        new_stock: Option<i64>,
+    },
+    /// A row of `company_changes`.
+    Company {
+        /// Tenant id.
+        tenant: String,
+        /// The CRM source.
+        crm: String,
+        /// The run that made the change.
+        run: String,
+        /// The company's domain.
+        domain: String,
+        /// What changed.
+        change: String,
+        /// The company's data (JSON text).
+        data: String,
+    },
 }
+
+/// An event ready to be stored, with the endpoints it goes to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// `evt_…`.
+    pub id: String,
+    /// Tenant id.
+    pub tenant: String,
+    /// `price.changed`, `stock.changed`, `company.enriched`.
+    pub event_type: &'static str,
+    /// The integration the changes came from.
+    pub source: String,
+    /// The JSON body every delivery sends.
+    pub payload: String,
+    /// The subscribed endpoints: one delivery each.
+    pub endpoints: Vec<String>,
+}
+
+/// What turns outbox rows into events (given the time of the dispatch).
+pub type Composer<'a> = &'a (dyn Fn(&[OutboxRow], DateTime<Utc>) -> Vec<NewEvent> + Sync);
 
 /// Rows read per outbox table per transaction.
 const OUTBOX_BATCH: i64 = 5000;
 
 impl Store {
-    /// Turns change rows past the cursors into events and deliveries, in one transaction
-    /// with the cursor moves. Returns the change rows read and the deliveries created.
+    /// Turns change rows not yet dispatched into events (`compose` decides which, with
+    /// what body) and one delivery per subscribed endpoint, and marks the rows dispatched,
+    /// in one transaction. Returns the change rows read and the deliveries created.
     pub async fn dispatch_outbox(
         &self,
-        subscribers: Subscribers<'_>,
-        max_items: usize,
+        compose: Composer<'_>,
         first_delay: chrono::Duration,
     ) -> sqlx::Result<(usize, usize)> {
         let mut tx = self.db().begin_write("webhook-dispatch").await?;
@@ -240,62 +288,53 @@ impl Store {
             return Ok((0, 0));
         }
         let rows = prices.len() + companies.len();
-
-        let mut groups: Vec<Group> = Vec::new();
-        let mut open: HashMap<(String, String, String, &'static str), usize> = HashMap::new();
-        let mut add = |tenant: &str,
-                       source_key: &'static str,
-                       source: &str,
-                       run: &str,
-                       event_type: &'static str,
-                       item: Value| {
-            let key = (
-                tenant.to_string(),
-                source.to_string(),
-                run.to_string(),
-                event_type,
-            );
-            let idx = match open.get(&key) {
-                Some(&i) if groups[i].items.len() < max_items => i,
-                _ => {
-                    groups.push(Group {
-                        tenant: tenant.to_string(),
-                        source_key,
-                        source: source.to_string(),
-                        run: run.to_string(),
-                        event_type,
-                        items: Vec::new(),
-                    });
-                    open.insert(key, groups.len() - 1);
-                    groups.len() - 1
-                }
-            };
-            groups[idx].items.push(item);
-        };
-        for (_, tenant, feed, run, sku, change, old_price, new_price, old_stock, new_stock) in
-            &prices
-        {
-            let item = json!({
-                "sku": sku, "change": change,
-                "old_price": old_price, "new_price": new_price,
-                "old_stock": old_stock, "new_stock": new_stock,
-            });
-            // added/removed parts and price moves are price.changed; stock moves of a
-            // listed part are stock.changed (a row with both is in both events).
-            let price = change != "changed" || old_price != new_price;
-            let stock = change == "changed" && old_stock != new_stock;
-            if price {
-                add(tenant, "feed", feed, run, "price.changed", item.clone());
-            }
-            if stock {
-                add(tenant, "feed", feed, run, "stock.changed", item);
-            }
-        }
-        for (_, tenant, crm, run, domain, change, data) in &companies {
-            let data: Value = serde_json::from_str(data).unwrap_or(Value::String(data.clone()));
-            let item = json!({ "domain": domain, "change": change, "data": data });
-            add(tenant, "crm", crm, run, "company.enriched", item);
-        }
+        let price_ids: Vec<i64> = prices.iter().map(|r| r.0).collect();
+        let company_ids: Vec<i64> = companies.iter().map(|r| r.0).collect();
+        let outbox: Vec<OutboxRow> = prices
+            .into_iter()
+            .map(
+                |(
+                    _,
+                    tenant,
+                    feed,
+                    run,
+                    sku,
+                    change,
+                    old_price,
+                    new_price,
+                    old_stock,
+                    new_stock,
+                )| {
+                    OutboxRow::Price {
+                        tenant,
+                        feed,
+                        run,
+                        sku,
+                        change,
+                        old_price,
+                        new_price,
+                        old_stock,
+                        new_stock,
+                    }
+                },
+            )
+            .chain(
+                companies
+                    .into_iter()
+                    .map(
+                        |(_, tenant, crm, run, domain, change, data)| OutboxRow::Company {
+                            tenant,
+                            crm,
+                            run,
+                            domain,
+                            change,
+                            data,
+                        },
+                    ),
+            )
+            .collect();
+        let now = super::now();
+        let events = compose(&outbox, now);
 
         let disabled: BTreeSet<(String, String)> =
             db::query_as("SELECT tenant, endpoint FROM webhook_endpoints WHERE disabled = TRUE")
@@ -303,47 +342,29 @@ impl Store {
                 .await?
                 .into_iter()
                 .collect();
-        let now = super::now();
         let due = now + first_delay;
         let mut created = 0;
-        for g in groups {
-            let endpoints = subscribers(&g.tenant, g.event_type);
-            if endpoints.is_empty() {
-                continue;
-            }
-            let event_id = new_id("evt_");
-            let mut data = serde_json::Map::new();
-            data.insert("event_id".into(), json!(event_id));
-            data.insert("tenant".into(), json!(g.tenant));
-            data.insert(g.source_key.into(), json!(g.source));
-            data.insert("run".into(), json!(g.run));
-            data.insert("items".into(), Value::Array(g.items));
-            let payload = json!({
-                "type": g.event_type,
-                "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                "data": data,
-            })
-            .to_string();
+        for e in events {
             db::query(
                 "INSERT INTO webhook_events (id, tenant, type, source, payload, created_at)
                  VALUES (?, ?, ?, ?, ?, ?)",
             )
-            .bind(&event_id)
-            .bind(&g.tenant)
-            .bind(g.event_type)
-            .bind(&g.source)
-            .bind(&payload)
+            .bind(&e.id)
+            .bind(&e.tenant)
+            .bind(e.event_type)
+            .bind(&e.source)
+            .bind(&e.payload)
             .bind(now)
             .execute(&mut tx)
             .await?;
-            for endpoint in endpoints {
-                let held = disabled.contains(&(g.tenant.clone(), endpoint.clone()));
+            for endpoint in &e.endpoints {
+                let held = disabled.contains(&(e.tenant.clone(), endpoint.clone()));
                 insert_delivery(
                     &mut tx,
-                    &event_id,
-                    &g.tenant,
-                    &endpoint,
-                    g.event_type,
+                    &e.id,
+                    &e.tenant,
+                    endpoint,
+                    e.event_type,
                     held,
                     false,
                     now,
@@ -353,8 +374,6 @@ impl Store {
                 created += 1;
             }
         }
-        let price_ids: Vec<i64> = prices.iter().map(|r| r.0).collect();
-        let company_ids: Vec<i64> = companies.iter().map(|r| r.0).collect();
         for (table, ids) in [
             ("price_changes", &price_ids),
             ("company_changes", &company_ids),

@@ -19,6 +19,7 @@
 //! attempt count still matches the task's.
 
 pub mod deliver;
+pub mod events;
 pub mod sign;
 
 use crate::config::Config;
