@@ -10,12 +10,9 @@
 //! Prints the achieved call rate over the sync as a fraction of the allowed rate, and the
 //! number of 429s. Nothing here is a pass/fail test.
 
-#[path = "../tests/it/fake_hubspot.rs"]
-mod fake_hubspot;
-
-use fake_hubspot::{FakeHubSpot, HubSpotOptions};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use syncd_testkit::fake_hubspot::{FakeHubSpot, HubSpotOptions};
 
 const TOKEN: &str = "pat-bench-token";
 

@@ -197,10 +197,7 @@ pub async fn apply_outcome(ctx: &JobContext, job: &Job, result: RunResult) -> an
             ctx.queue.push(&next, Some(*until), Some(key)).await?;
         }
         Outcome::Rejected { message } => {
-            store
-                .record_failure(tenant, integration, label, message, false, None)
-                .await?;
-            raise(ctx, job, IssueKind::CredentialsRejected, message).await?;
+            // Paused first: whoever sees the `rejected` outcome sees the pause too.
             let salt = format!("{:016x}", rand::random::<u64>());
             let fp = ctx
                 .secrets
@@ -209,6 +206,10 @@ pub async fn apply_outcome(ctx: &JobContext, job: &Job, result: RunResult) -> an
             store
                 .pause(tenant, integration, message, fp.as_deref())
                 .await?;
+            store
+                .record_failure(tenant, integration, label, message, false, None)
+                .await?;
+            raise(ctx, job, IssueKind::CredentialsRejected, message).await?;
             error!(outcome = label, %message, "credentials rejected; scheduled runs paused");
         }
         Outcome::Invalid { kind, message } => {

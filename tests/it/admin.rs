@@ -2,8 +2,8 @@
 //! per-tenant rolling rate limit, the webhook operations, and the page in a real headless
 //! browser.
 
-use crate::fake_distributor::{FakeDistributor, Reply};
-use crate::helpers::*;
+use crate::support::fake_distributor::{FakeDistributor, Reply};
+use crate::support::helpers::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -365,7 +365,7 @@ async fn the_admin_page_in_a_real_browser_logs_in_shows_the_issue_and_queues_a_r
     .await;
     let token = admin.token(Some("acme"));
 
-    let mut browser = crate::cdp::Browser::launch(&chromium).await;
+    let mut browser = crate::support::cdp::Browser::launch(&chromium).await;
     let page = &mut browser.page;
     page.navigate(&format!("{}/", admin.base)).await;
     page.wait_for_text("Admin token").await;

@@ -1,6 +1,6 @@
 //! Bad configuration and catalog files: a non-zero exit and a message naming file and key.
 
-use crate::helpers::*;
+use crate::support::helpers::*;
 
 fn check(env: &TestEnv) -> (bool, String) {
     let out = env.run(&["check-config"]);
@@ -62,7 +62,7 @@ fn a_bad_config_value_names_the_file_and_the_key() {
 #[test]
 fn an_environment_override_is_validated_like_the_file() {
     let env = TestEnv::sqlite();
-    let out = std::process::Command::new(crate::helpers::syncd_bin())
+    let out = std::process::Command::new(crate::support::helpers::syncd_bin())
         .args(["--config"])
         .arg(env.config_path())
         .arg("check-config")

@@ -1,9 +1,9 @@
 //! `syncd test-connection`: one verdict line, exit 0 only on success; a pass clears
 //! credential and connection issues and lifts the pause. And staleness, raised and resolved.
 
-use crate::fake_distributor::{FakeDistributor, Reply};
 use crate::feed_http::GOOD;
-use crate::helpers::*;
+use crate::support::fake_distributor::{FakeDistributor, Reply};
+use crate::support::helpers::*;
 use std::time::Duration;
 
 fn verdict(env: &TestEnv) -> (i32, String) {

@@ -2,11 +2,11 @@
 //! automatic connection test → issue resolved), encryption at rest, a wrong master key,
 //! expiry warnings, and no secret in any log line, issue, output or listing.
 
-use crate::fake_distributor::{FakeDistributor, Reply};
-use crate::fake_hubspot::{FakeHubSpot, HubSpotOptions};
 use crate::feed_http::GOOD;
 use crate::ftp::FtpServer;
-use crate::helpers::*;
+use crate::support::fake_distributor::{FakeDistributor, Reply};
+use crate::support::fake_hubspot::{FakeHubSpot, HubSpotOptions};
+use crate::support::helpers::*;
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use std::process::Output;

@@ -2,9 +2,9 @@
 //! rolling and fixed rate windows with their real 429 bodies, expiring and rotating OAuth
 //! tokens, `200 {}` for an unknown domain, plain-text 401s.
 
-use crate::fake_apollo::{ApolloOptions, FakeApollo};
-use crate::fake_hubspot::{FakeHubSpot, HubSpotOptions, Scripted};
-use crate::helpers::*;
+use crate::support::fake_apollo::{ApolloOptions, FakeApollo};
+use crate::support::fake_hubspot::{FakeHubSpot, HubSpotOptions, Scripted};
+use crate::support::helpers::*;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! The repository's own `config.toml` and `jobs/` (what the README runs) do real work offline.
 
-use crate::helpers::eventually;
+use crate::support::helpers::eventually;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -25,7 +25,7 @@ async fn the_example_catalog_imports_the_sample_price_file() {
     std::fs::copy(repo.join("config.toml"), dir.path().join("config.toml")).unwrap();
     copy_dir(&repo.join("jobs"), &dir.path().join("jobs"));
     let syncd = |args: &[&str]| {
-        let mut cmd = Command::new(crate::helpers::syncd_bin());
+        let mut cmd = Command::new(crate::support::helpers::syncd_bin());
         cmd.args(args)
             .current_dir(dir.path())
             .env_remove("RUST_LOG");

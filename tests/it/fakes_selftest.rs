@@ -1,7 +1,7 @@
 //! The fake HubSpot and fake Apollo.io keep the rules of the real services.
 
-use crate::fake_apollo::{ApolloOptions, FakeApollo};
-use crate::fake_hubspot::{FakeHubSpot, HubSpotOptions, Scripted};
+use crate::support::fake_apollo::{ApolloOptions, FakeApollo};
+use crate::support::fake_hubspot::{FakeHubSpot, HubSpotOptions, Scripted};
 use chrono::{Timelike, Utc};
 use serde_json::{Value, json};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The formats distributors really send, one fixture per feature, checked for the exact
 //! values stored; and the guards that keep the previous prices byte-for-byte.
 
-use crate::helpers::*;
+use crate::support::helpers::*;
 use std::io::Write;
 use syncd::store::prices::{PriceChange, PriceRow};
 

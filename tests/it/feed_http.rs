@@ -1,8 +1,8 @@
 //! The HTTP feed job end to end: download, parse, replace, and the guards that keep the
 //! previous prices when a feed comes back empty or as a web page.
 
-use crate::fake_distributor::{FakeDistributor, Reply};
-use crate::helpers::*;
+use crate::support::fake_distributor::{FakeDistributor, Reply};
+use crate::support::helpers::*;
 use std::time::Duration;
 use syncd::store::prices::PriceRow;
 

@@ -6,7 +6,7 @@
 //! libunftp then closes the data connection and answers 426, as a server that loses its
 //! data connection mid-transfer does.
 
-use crate::helpers::*;
+use crate::support::helpers::*;
 use libunftp::ServerBuilder;
 use std::fmt::Debug;
 use std::io::Write;

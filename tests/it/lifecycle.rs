@@ -1,8 +1,8 @@
 //! Crashes and shutdowns: nothing queued is lost, nothing in flight is dropped.
 
-use crate::fake_distributor::{FakeDistributor, Reply};
 use crate::feed_http::GOOD;
-use crate::helpers::*;
+use crate::support::fake_distributor::{FakeDistributor, Reply};
+use crate::support::helpers::*;
 use std::time::Duration;
 
 /// SIGKILL while the download is in flight; after a restart the job is picked up again

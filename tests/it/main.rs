@@ -2,21 +2,17 @@
 //! third parties on loopback. One binary, so the build links once.
 
 mod admin;
-mod cdp;
 mod cli_help;
 mod config_errors;
 mod connection_tests;
 mod credentials;
 mod crm;
 mod example;
-mod fake_apollo;
-mod fake_distributor;
-mod fake_hubspot;
 mod fakes_selftest;
 mod feed_formats;
 mod feed_http;
 mod ftp;
-mod helpers;
+mod layout;
 mod lifecycle;
 mod maintenance;
 mod metrics;
@@ -24,5 +20,6 @@ mod multinode;
 mod redis_nodes;
 mod retries;
 mod sftp;
+mod support;
 mod systemd;
 mod webhooks;

@@ -1,6 +1,6 @@
 //! Housekeeping: finished tasks are pruned after the retention period, nothing else.
 
-use crate::helpers::*;
+use crate::support::helpers::*;
 use std::sync::Arc;
 use std::time::Duration;
 use syncd::config::Config;

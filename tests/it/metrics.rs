@@ -2,9 +2,9 @@
 //! the gauges follow the queue and the issues log, and `promtool check metrics` accepts the
 //! text the admin server will serve.
 
-use crate::fake_distributor::{FakeDistributor, Reply};
 use crate::feed_http::GOOD;
-use crate::helpers::*;
+use crate::support::fake_distributor::{FakeDistributor, Reply};
+use crate::support::helpers::*;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use syncd::jobs::{Job, JobKind, Trigger};

@@ -5,9 +5,9 @@
 use crate::crm::{
     CLIENT_ID, CLIENT_SECRET, REFRESH, fast_hubspot, hubspot_oauth, test_connections_at_once,
 };
-use crate::fake_distributor::{FakeDistributor, Reply};
-use crate::fake_hubspot::FakeHubSpot;
-use crate::helpers::*;
+use crate::support::fake_distributor::{FakeDistributor, Reply};
+use crate::support::fake_hubspot::FakeHubSpot;
+use crate::support::helpers::*;
 use crate::webhooks::{FAST, Receiver, SECRET, hook, other_secret};
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -1,8 +1,8 @@
 //! Several daemons on one Redis, and Redis going away under a running daemon.
 
-use crate::fake_distributor::{FakeDistributor, Reply};
 use crate::feed_http::GOOD;
-use crate::helpers::*;
+use crate::support::fake_distributor::{FakeDistributor, Reply};
+use crate::support::helpers::*;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 

@@ -1,8 +1,8 @@
 //! Outcomes and durable retries as the distributor sees them: how many requests, how far apart.
 
-use crate::fake_distributor::{FakeDistributor, Reply};
 use crate::feed_http::GOOD;
-use crate::helpers::*;
+use crate::support::fake_distributor::{FakeDistributor, Reply};
+use crate::support::helpers::*;
 use std::time::Duration;
 
 fn feed_env(fake: &FakeDistributor, config: &str) -> TestEnv {

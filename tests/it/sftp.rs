@@ -3,7 +3,7 @@
 //! authentication and a host key of its own.
 
 use crate::ftp::zipped;
-use crate::helpers::*;
+use crate::support::helpers::*;
 use russh::keys::ssh_key::LineEnding;
 use russh::keys::{Algorithm, HashAlg, PrivateKey};
 use russh::server::{Auth, ChannelOpenHandle, Msg, Server as _, Session, VerifiedPublicKey};

@@ -1,7 +1,7 @@
 //! Running under systemd: the notification protocol of `Type=notify` (a socket of our own
 //! stands in for systemd) and the shipped unit file, checked by `systemd-analyze`.
 
-use crate::helpers::*;
+use crate::support::helpers::*;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::Command;

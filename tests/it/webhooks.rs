@@ -5,8 +5,8 @@
 //! Events come from change records inserted the way feed and CRM imports write them (the
 //! outbox tables); one test drives a real feed import end to end.
 
-use crate::fake_distributor::{FakeDistributor, Reply as FeedReply};
-use crate::helpers::*;
+use crate::support::fake_distributor::{FakeDistributor, Reply as FeedReply};
+use crate::support::helpers::*;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;

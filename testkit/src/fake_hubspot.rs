@@ -13,7 +13,7 @@
 //! - Scripted one-shot replies (`fail_next`) are served before normal handling.
 //!
 //! Every request is recorded with its arrival time and the status it got.
-//! This file depends on crates only, so a benchmark can include it with `#[path]`.
+//! It depends on crates only, so the benchmarks use it as the tests do.
 
 #![allow(dead_code)]
 

@@ -12,7 +12,7 @@
 //!   consume.
 //!
 //! Every request is recorded with its arrival time and the status it got.
-//! This file depends on crates only, so a benchmark can include it with `#[path]`.
+//! It depends on crates only, so the benchmarks use it as the tests do.
 
 #![allow(dead_code)]
 
