@@ -8,19 +8,16 @@
 //! control connection's session), and a file that is still being written caught by
 //! comparing SIZE and MDTM before and after the transfer.
 
-use super::{FetchOptions, Fetched, Spool, required};
+use super::{FetchOptions, Fetched, RemoteStat, Spool, required};
 use crate::catalog::{Auth, FeedSpec};
 use crate::outcome::Outcome;
 use crate::outcome::classify::classify_ftp;
-use crate::store::sync_state::Validators;
-use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use std::sync::Arc;
 use std::time::Duration;
 use suppaftp::tokio::{AsyncRustlsConnector, AsyncRustlsFtpStream};
 use suppaftp::types::FileType;
 use suppaftp::{FtpError, Status};
-use tokio::io::AsyncReadExt;
 
 /// Connection settings for one FTP session.
 #[derive(Debug, Clone, Copy)]
@@ -29,13 +26,6 @@ pub struct Timeouts {
     pub connect: Duration,
     /// Any single command or read.
     pub read: Duration,
-}
-
-/// What identifies the remote file: size and modification time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stat {
-    size: u64,
-    mtime: Option<DateTime<Utc>>,
 }
 
 /// An open, logged-in session and how to name its file in messages.
@@ -148,7 +138,7 @@ async fn open(
 }
 
 impl Session {
-    async fn stat(&mut self) -> Result<Stat, Outcome> {
+    async fn stat(&mut self) -> Result<RemoteStat, Outcome> {
         let size = step(&self.what, self.timeouts.read, self.ftp.size(&self.path)).await? as u64;
         // MDTM is optional (RFC 3659); a server without it still has SIZE.
         let mtime = match tokio::time::timeout(self.timeouts.read, self.ftp.mdtm(&self.path)).await
@@ -167,7 +157,7 @@ impl Session {
                 )));
             }
         };
-        Ok(Stat { size, mtime })
+        Ok(RemoteStat { size, mtime })
     }
 
     async fn quit(mut self) {
@@ -205,52 +195,14 @@ pub async fn fetch(
     let what = s.what.clone();
     let mut spool = Spool::create(&what, opts)?;
     let mut transfer = step(&what, timeouts.read, s.ftp.retr_as_stream(&s.path)).await?;
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = match tokio::time::timeout(timeouts.read, transfer.read(&mut buf)).await {
-            Ok(Ok(0)) => break,
-            Ok(Ok(n)) => n,
-            Ok(Err(e)) => {
-                return Err(Outcome::transient(format!(
-                    "{what}: the transfer broke off after {} bytes ({e})",
-                    spool.bytes()
-                )));
-            }
-            Err(_) => {
-                return Err(Outcome::transient(format!(
-                    "{what}: the transfer stalled after {} bytes",
-                    spool.bytes()
-                )));
-            }
-        };
-        spool.write(&buf[..n]).await?;
-    }
+    spool.fill(&mut transfer, timeouts.read).await?;
     let (file, bytes) = spool.finish().await?;
     // 226 ends a complete transfer; 426/451 say it was cut off.
     step(&what, timeouts.read, transfer.finish()).await?;
-    if bytes != before.size {
-        return Err(Outcome::transient(format!(
-            "{what}: received {bytes} of {} bytes",
-            before.size
-        )));
-    }
+    super::check_length(&what, bytes, &before)?;
     let after = s.stat().await?;
     s.quit().await;
-    if after != before {
-        return Err(Outcome::transient(format!(
-            "{what}: the file changed during the download (still being written?); trying again later"
-        )));
-    }
-    Ok(Fetched::File {
-        file,
-        bytes,
-        validators: Validators {
-            etag: None,
-            last_modified: None,
-            size: Some(bytes as i64),
-            mtime: before.mtime,
-        },
-    })
+    super::remote_file(&what, file, bytes, before, after)
 }
 
 /// Logs in and asks for SIZE and MDTM: reachability, credentials and the file, no download.

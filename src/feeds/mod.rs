@@ -50,6 +50,52 @@ pub struct FetchOptions<'a> {
     pub secret: Option<&'a SecretString>,
 }
 
+/// What identifies a remote (FTP, SFTP) file: size and modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RemoteStat {
+    /// Bytes.
+    pub(crate) size: u64,
+    /// Last modified, when the server says.
+    pub(crate) mtime: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A remote transfer that delivered fewer bytes than the file had is cut short.
+pub(crate) fn check_length(what: &str, bytes: u64, before: &RemoteStat) -> Result<(), Outcome> {
+    if bytes != before.size {
+        return Err(Outcome::transient(format!(
+            "{what}: received {bytes} of {} bytes",
+            before.size
+        )));
+    }
+    Ok(())
+}
+
+/// The end of a remote transfer of `bytes` into `file`: a file whose size or time changed
+/// between `before` and `after` was still being written, and is tried again later.
+pub(crate) fn remote_file(
+    what: &str,
+    file: NamedTempFile,
+    bytes: u64,
+    before: RemoteStat,
+    after: RemoteStat,
+) -> Result<Fetched, Outcome> {
+    if after != before {
+        return Err(Outcome::transient(format!(
+            "{what}: the file changed during the download (still being written?); trying again later"
+        )));
+    }
+    Ok(Fetched::File {
+        file,
+        bytes,
+        validators: Validators {
+            etag: None,
+            last_modified: None,
+            size: Some(bytes as i64),
+            mtime: before.mtime,
+        },
+    })
+}
+
 /// What a remote file's stat says before its transfer: `Some(Fetched::Unchanged)` when it
 /// has the size and modification time of the last import (and the run is not forced), an
 /// `invalid_feed` when it is over `[feeds] max_download_bytes`, `None` to download it. FTP
@@ -188,6 +234,37 @@ impl<'a> Spool<'a> {
             .write_all(chunk)
             .await
             .map_err(|e| Self::io_error(self.opts, e))
+    }
+
+    /// Copies `reader` into the spool to its end; each read must bring something within
+    /// `limit`, so a stalled server is noticed.
+    pub(crate) async fn fill(
+        &mut self,
+        reader: &mut (impl tokio::io::AsyncRead + Unpin),
+        limit: std::time::Duration,
+    ) -> Result<(), Outcome> {
+        use tokio::io::AsyncReadExt;
+        let what = self.what;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = match tokio::time::timeout(limit, reader.read(&mut buf)).await {
+                Ok(Ok(0)) => return Ok(()),
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => {
+                    return Err(Outcome::transient(format!(
+                        "{what}: the transfer broke off after {} bytes ({e})",
+                        self.bytes
+                    )));
+                }
+                Err(_) => {
+                    return Err(Outcome::transient(format!(
+                        "{what}: the transfer stalled after {} bytes",
+                        self.bytes
+                    )));
+                }
+            };
+            self.write(&buf[..n]).await?;
+        }
     }
 
     /// Flushes and hands over the file with its size.

@@ -12,11 +12,10 @@
 //! the first key seen would hand the password to whoever answers first, unnoticed.
 
 use super::ftp::Timeouts;
-use super::{FetchOptions, Fetched, Spool, required};
+use super::{FetchOptions, Fetched, RemoteStat, Spool, required};
 use crate::catalog::{Auth, FeedSpec, HostKeyPin};
 use crate::outcome::Outcome;
 use crate::outcome::classify::classify_sftp;
-use crate::store::sync_state::Validators;
 use chrono::{DateTime, Utc};
 use russh::client::{AuthResult, Handle};
 use russh::keys::ssh_key::PublicKey;
@@ -27,7 +26,6 @@ use russh_sftp::client::error::Error as SftpError;
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
 
 fn openssh_line(key: &KeyData) -> String {
     PublicKey::new(key.clone(), "")
@@ -94,13 +92,6 @@ impl russh::client::Handler for Client {
         };
         self.check(&key).map(|()| true).map_err(SshError::HostKey)
     }
-}
-
-/// What identifies the remote file: size and modification time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stat {
-    size: u64,
-    mtime: Option<DateTime<Utc>>,
 }
 
 /// A logged-in SSH connection with its SFTP session.
@@ -322,7 +313,7 @@ async fn open(
 }
 
 impl Session {
-    async fn stat(&self) -> Result<Stat, Outcome> {
+    async fn stat(&self) -> Result<RemoteStat, Outcome> {
         let meta = step(
             &self.what,
             self.timeouts.read,
@@ -345,7 +336,7 @@ impl Session {
         let mtime = meta
             .mtime
             .and_then(|t| DateTime::<Utc>::from_timestamp(i64::from(t), 0));
-        Ok(Stat { size, mtime })
+        Ok(RemoteStat { size, mtime })
     }
 
     async fn quit(self) {
@@ -389,51 +380,13 @@ pub async fn fetch(
         classify_sftp,
     )
     .await?;
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = match tokio::time::timeout(timeouts.read, file.read(&mut buf)).await {
-            Ok(Ok(0)) => break,
-            Ok(Ok(n)) => n,
-            Ok(Err(e)) => {
-                return Err(Outcome::transient(format!(
-                    "{what}: the transfer broke off after {} bytes ({e})",
-                    spool.bytes()
-                )));
-            }
-            Err(_) => {
-                return Err(Outcome::transient(format!(
-                    "{what}: the transfer stalled after {} bytes",
-                    spool.bytes()
-                )));
-            }
-        };
-        spool.write(&buf[..n]).await?;
-    }
+    spool.fill(&mut file, timeouts.read).await?;
     drop(file);
     let (spooled, bytes) = spool.finish().await?;
-    if bytes != before.size {
-        return Err(Outcome::transient(format!(
-            "{what}: received {bytes} of {} bytes",
-            before.size
-        )));
-    }
+    super::check_length(&what, bytes, &before)?;
     let after = s.stat().await?;
     s.quit().await;
-    if after != before {
-        return Err(Outcome::transient(format!(
-            "{what}: the file changed during the download (still being written?); trying again later"
-        )));
-    }
-    Ok(Fetched::File {
-        file: spooled,
-        bytes,
-        validators: Validators {
-            etag: None,
-            last_modified: None,
-            size: Some(bytes as i64),
-            mtime: before.mtime,
-        },
-    })
+    super::remote_file(&what, spooled, bytes, before, after)
 }
 
 /// Logs in and stats the file: reachability, host key, credentials and the file, no download.
