@@ -407,6 +407,6 @@ pub(crate) async fn connection_test_json(
     tenant: &str,
     name: &str,
 ) -> anyhow::Result<serde_json::Value> {
-    let probe = crate::jobs::connection_test::run(&state.ctx, tenant, name).await?;
+    let probe = crate::ops::integrations::test_connection(&state.ctx, tenant, name).await?;
     Ok(crate::ops::probe_json(tenant, name, &probe))
 }

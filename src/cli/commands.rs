@@ -3,6 +3,7 @@
 use super::{TokensCommand, time, time_or};
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::jobs::JobContext;
 use crate::ops;
 use crate::store::Store;
 use crate::store::issues::IssueFilter;
@@ -133,7 +134,8 @@ pub(super) async fn test_connection(
 ) -> anyhow::Result<ExitCode> {
     let (tenant, name) = ops::integrations::check_target(config, catalog, target)?;
     let store = Store::open(config).await?;
-    let probe = ops::integrations::test_connection(config, catalog, &store, tenant, name).await?;
+    let ctx = JobContext::build(Arc::new(config.clone()), Arc::new(catalog.clone()), store).await?;
+    let probe = ops::integrations::test_connection(&ctx, tenant, name).await?;
     if json {
         println!("{}", ops::probe_json(tenant, name, &probe));
     } else {

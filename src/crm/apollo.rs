@@ -9,6 +9,7 @@
 use super::limiter::until_window_end;
 use super::{Api, CrmEnv, excerpt};
 use crate::outcome::Outcome;
+use crate::outcome::classify::StatusKind;
 use crate::store::companies::{Enrichment, normalize_domain};
 use chrono::Utc;
 use reqwest::Method;
@@ -125,14 +126,21 @@ impl<'a> Apollo<'a> {
                     retry_after: Some(wait),
                 })
             }
-            408 | 500..=599 => Err(Outcome::transient(format!(
-                "Apollo.io ({host}) answered {what} with HTTP {status}: {}",
-                excerpt(&text, 200)
-            ))),
-            _ => Err(Outcome::misconfigured(format!(
-                "Apollo.io ({host}) refused {what} with HTTP {status}: {}",
-                message()
-            ))),
+            _ => {
+                let kind = StatusKind::of(status);
+                let message = if kind == StatusKind::Transient {
+                    format!(
+                        "Apollo.io ({host}) answered {what} with HTTP {status}: {}",
+                        excerpt(&text, 200)
+                    )
+                } else {
+                    format!(
+                        "Apollo.io ({host}) refused {what} with HTTP {status}: {}",
+                        message()
+                    )
+                };
+                Err(kind.outcome(message, None))
+            }
         }
     }
 

@@ -9,6 +9,7 @@
 //! query starts again from the last id.
 
 use super::{Api, CrmEnv, excerpt, oauth};
+use crate::outcome::classify::StatusKind;
 use crate::outcome::{Outcome, parse_retry_after};
 use crate::store::companies::{HubspotCompany, normalize_domain};
 use chrono::{DateTime, Utc};
@@ -173,17 +174,19 @@ impl<'a> HubSpot<'a> {
                     tokio::time::sleep(wait).await;
                     waited += wait;
                 }
-                408 | 500..=599 => {
-                    return Err(Outcome::transient(format!(
-                        "HubSpot ({host}) answered {what} with HTTP {status}: {}",
-                        excerpt(&text, 200)
-                    )));
-                }
                 _ => {
-                    let message = field(&text, "message").unwrap_or_else(|| excerpt(&text, 200));
-                    return Err(Outcome::misconfigured(format!(
-                        "HubSpot ({host}) refused {what} with HTTP {status}: {message}"
-                    )));
+                    let kind = StatusKind::of(status);
+                    let message = if kind == StatusKind::Transient {
+                        format!(
+                            "HubSpot ({host}) answered {what} with HTTP {status}: {}",
+                            excerpt(&text, 200)
+                        )
+                    } else {
+                        let message =
+                            field(&text, "message").unwrap_or_else(|| excerpt(&text, 200));
+                        format!("HubSpot ({host}) refused {what} with HTTP {status}: {message}")
+                    };
+                    return Err(kind.outcome(message, None));
                 }
             }
         }

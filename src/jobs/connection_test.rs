@@ -3,68 +3,32 @@
 //! a failing one changes nothing (the verdict is logged and returned).
 
 use super::JobContext;
-use crate::catalog::{Catalog, CrmProvider};
-use crate::config::Config;
-use crate::credentials::Secrets;
-use crate::crm::CrmEnv;
+use crate::catalog::CrmProvider;
 use crate::crm::apollo::Apollo;
 use crate::crm::hubspot::HubSpot;
-use crate::crm::limiter::Limiter;
 use crate::feeds::probe::{self, Probe, Verdict};
 use crate::outcome::IssueKind;
-use crate::store::Store;
 use std::time::Duration;
 use tracing::{info, warn};
 
 /// The stable name of this job kind.
 pub const JOB_NAME: &str = "connection_test";
 
-/// Tests `tenant/integration` and applies a passing verdict.
+/// Tests `tenant/integration` and applies a passing verdict. The CLI's `test-connection`,
+/// the admin API and the queued job all come here.
 pub async fn run(ctx: &JobContext, tenant: &str, integration: &str) -> anyhow::Result<Probe> {
-    run_with(
-        &ctx.store,
-        ctx.catalog(),
-        &ctx.http,
-        &ctx.config,
-        &ctx.limiter,
-        &ctx.secrets,
-        tenant,
-        integration,
-    )
-    .await
-}
-
-/// The same, with only what a test needs (the CLI has no queue at hand).
-#[allow(clippy::too_many_arguments)]
-pub async fn run_with(
-    store: &Store,
-    catalog: &Catalog,
-    http: &reqwest::Client,
-    config: &Config,
-    limiter: &Limiter,
-    secrets: &Secrets,
-    tenant: &str,
-    integration: &str,
-) -> anyhow::Result<Probe> {
+    let (store, catalog, secrets) = (&ctx.store, ctx.catalog(), &ctx.secrets);
     let (result, kind) = if let Some(spec) = catalog.feed(tenant, integration) {
-        let timeouts = super::ftp_timeouts(config);
+        let timeouts = super::ftp_timeouts(&ctx.config);
         let probe = match crate::feeds::secret(secrets, tenant, spec).await {
-            Ok(secret) => probe::test(http, spec, timeouts, secret.as_ref()).await,
+            Ok(secret) => probe::test(&ctx.http, spec, timeouts, secret.as_ref()).await,
             Err(outcome) => Probe::from_outcome(outcome),
         };
         (probe, "feed")
     } else if let Some(spec) = catalog.crm(tenant, integration) {
-        let env = CrmEnv {
-            http,
-            store,
-            limiter,
-            config: &config.crm,
-            tenant,
-            spec,
-            // A person is waiting for the answer, and a test spends one call.
-            max_wait: Duration::from_secs(30),
-            secrets,
-        };
+        let mut env = ctx.crm_env(tenant, spec);
+        // A person is waiting for the answer, and a test spends one call.
+        env.max_wait = Duration::from_secs(30);
         let answer = match spec.provider {
             CrmProvider::Hubspot => HubSpot::new(env).test().await,
             CrmProvider::Apollo => Apollo::new(env).test().await,

@@ -3,7 +3,7 @@
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::feeds::probe::{Probe, Verdict};
-use crate::jobs::{Job, JobKind, Trigger};
+use crate::jobs::{Job, JobContext, JobKind, Trigger};
 use crate::queue::Queue;
 use crate::store::Store;
 use crate::store::sync_state::SyncState;
@@ -120,20 +120,8 @@ pub fn check_target<'a>(
     Ok((tenant, name))
 }
 
-/// Tests `tenant/name` from this process (the CLI's `test-connection`): reachability and
-/// credentials, no data touched. Passing clears `credentials_rejected` and a pause.
-pub async fn test_connection(
-    config: &Config,
-    catalog: &Catalog,
-    store: &Store,
-    tenant: &str,
-    name: &str,
-) -> anyhow::Result<Probe> {
-    let http = crate::jobs::http_client(config)?;
-    let limiter = crate::crm::limiter::Limiter::for_config(config).await?;
-    let secrets = crate::credentials::Secrets::open(config, store).await?;
-    crate::jobs::connection_test::run_with(
-        store, catalog, &http, config, &limiter, &secrets, tenant, name,
-    )
-    .await
+/// Tests `tenant/name`: reachability and credentials, no data touched. Passing clears
+/// `credentials_rejected` and a pause.
+pub async fn test_connection(ctx: &JobContext, tenant: &str, name: &str) -> anyhow::Result<Probe> {
+    crate::jobs::connection_test::run(ctx, tenant, name).await
 }

@@ -10,30 +10,71 @@ use std::io::ErrorKind;
 use std::time::Duration;
 use suppaftp::FtpError;
 
+/// What an HTTP status says about a request, before any provider's special cases: the one
+/// status table. Clients match their special statuses first and hand the rest to
+/// [`StatusKind::outcome`] with a message of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusKind {
+    /// 2xx.
+    Success,
+    /// 401, 403: the credentials were refused.
+    Rejected,
+    /// 404, 410: what the configuration names is not there.
+    NotFound,
+    /// 429: slow down.
+    RateLimited,
+    /// 408 and 5xx: may pass by itself.
+    Transient,
+    /// 3xx: a redirect that was not (or could not be) followed.
+    Redirect,
+    /// Any other status: the request itself is wrong.
+    Refused,
+}
+
+impl StatusKind {
+    /// The kind of `status`.
+    pub fn of(status: u16) -> StatusKind {
+        match status {
+            200..=299 => StatusKind::Success,
+            401 | 403 => StatusKind::Rejected,
+            404 | 410 => StatusKind::NotFound,
+            408 | 500..=599 => StatusKind::Transient,
+            429 => StatusKind::RateLimited,
+            300..=399 => StatusKind::Redirect,
+            _ => StatusKind::Refused,
+        }
+    }
+
+    /// The outcome of a failed request of this kind, with `message`. (A success is not a
+    /// failure; callers handle 2xx before.)
+    pub fn outcome(self, message: String, retry_after: Option<Duration>) -> Outcome {
+        match self {
+            StatusKind::Rejected => Outcome::Rejected { message },
+            StatusKind::NotFound => Outcome::not_found(message),
+            StatusKind::RateLimited => Outcome::RateLimited {
+                message,
+                retry_after,
+            },
+            StatusKind::Transient => Outcome::Transient {
+                message,
+                retry_after,
+            },
+            StatusKind::Success | StatusKind::Redirect | StatusKind::Refused => {
+                Outcome::misconfigured(message)
+            }
+        }
+    }
+}
+
 /// Maps an HTTP status (other than 2xx/304) to an outcome. `what` names the request for the
 /// message ("GET https://host/path"); `retry_after` is the parsed `Retry-After` header.
 pub fn classify_http_status(status: u16, what: &str, retry_after: Option<Duration>) -> Outcome {
-    let message = format!("{what} answered HTTP {status}");
-    match status {
-        401 | 403 => Outcome::Rejected { message },
-        404 | 410 => Outcome::not_found(message),
-        408 => Outcome::Transient {
-            message,
-            retry_after,
-        },
-        429 => Outcome::RateLimited {
-            message,
-            retry_after,
-        },
-        500..=599 => Outcome::Transient {
-            message,
-            retry_after,
-        },
-        300..=399 => {
-            Outcome::misconfigured(format!("{message} (a redirect that could not be followed)"))
-        }
-        _ => Outcome::misconfigured(message),
+    let kind = StatusKind::of(status);
+    let mut message = format!("{what} answered HTTP {status}");
+    if kind == StatusKind::Redirect {
+        message.push_str(" (a redirect that could not be followed)");
     }
+    kind.outcome(message, retry_after)
 }
 
 /// Reads a `Retry-After` value: delay-seconds or an HTTP date.

@@ -3,6 +3,7 @@
 use super::sign::{Secret, signature_header};
 use crate::config::Config;
 use crate::egress::{self as ssrf, GuardedResolver};
+use crate::outcome::classify::StatusKind;
 use futures::StreamExt;
 use std::time::{Duration, Instant};
 
@@ -150,11 +151,12 @@ pub async fn attempt(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let (text, read_error) = read_prefix(response).await;
-    let verdict = match status {
-        200..=299 => Verdict::Delivered,
-        410 => Verdict::Gone,
-        429 => Verdict::Throttled { retry_after },
-        408 | 500..=599 => Verdict::Retry { retry_after },
+    // A receiver's special case: 410 Gone disables the endpoint.
+    let verdict = match (status, StatusKind::of(status)) {
+        (410, _) => Verdict::Gone,
+        (_, StatusKind::Success) => Verdict::Delivered,
+        (_, StatusKind::RateLimited) => Verdict::Throttled { retry_after },
+        (_, StatusKind::Transient) => Verdict::Retry { retry_after },
         _ => Verdict::Rejected,
     };
     let error = match status {
