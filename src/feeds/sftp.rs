@@ -114,7 +114,7 @@ fn no_answer(what: &str, limit: Duration) -> Outcome {
 fn classify_ssh(what: &str, e: SshError) -> Outcome {
     match e {
         SshError::HostKey(outcome) => outcome,
-        SshError::Ssh(e) => Outcome::transient(format!("{what}: the SSH connection failed ({e})")),
+        SshError::Ssh(e) => crate::outcome::classify::classify_ssh(what, &e),
     }
 }
 

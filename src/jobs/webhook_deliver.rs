@@ -132,29 +132,11 @@ async fn finish(
     let w = &ctx.config.webhooks;
     let store = &ctx.store;
     let made = usize::try_from(d.attempts + 1).unwrap_or(usize::MAX);
-    let later = |delay: Duration| {
+    let step = a.verdict.transition(w, made);
+    let next_at = step.next_in.map(|delay| {
         started_at + chrono::Duration::from_std(a.duration + delay).unwrap_or(chrono::Duration::MAX)
-    };
-    let (status, next_at, counts) = match &a.verdict {
-        Verdict::Delivered => ("delivered", None, None),
-        Verdict::Retry { retry_after } => {
-            match crate::outcome::retry::webhook_delay(w, made, *retry_after) {
-                Some(delay) => ("pending", Some(later(delay)), Some(true)),
-                None => ("failed", None, Some(true)),
-            }
-        }
-        Verdict::Throttled { retry_after } => {
-            match crate::outcome::retry::webhook_delay(w, made, *retry_after) {
-                Some(delay) => ("pending", Some(later(delay)), Some(false)),
-                None => ("failed", None, Some(false)),
-            }
-        }
-        Verdict::Rejected => ("failed", None, Some(true)),
-        // Kept for when the endpoint is enabled again.
-        Verdict::Gone => ("held", None, Some(true)),
-        // Our side is wrong, not the endpoint: no failure streak, an issue instead.
-        Verdict::Misconfigured => ("failed", None, Some(false)),
-    };
+    });
+    let (status, counts) = (step.status, step.counts);
     let health = store
         .record_attempt(&AttemptRecord {
             delivery_id: &d.id,

@@ -172,6 +172,12 @@ pub fn classify_sftp(what: &str, e: SftpError) -> Outcome {
     }
 }
 
+/// Maps a failed SSH connection to an outcome: the network may come back. (A refused login
+/// and a host key that does not match the pin are decided where they happen, before.)
+pub fn classify_ssh(what: &str, e: &russh::Error) -> Outcome {
+    Outcome::transient(format!("{what}: the SSH connection failed ({e})"))
+}
+
 /// Maps a failure to read a local file (`shown`) to an outcome: a missing file is the
 /// configuration's fault, a refused one the service user's rights, anything else may pass.
 pub fn classify_io(shown: &str, e: &std::io::Error) -> Outcome {

@@ -1,9 +1,10 @@
 //! One attempt: sign, POST, read at most 16 KiB of the answer, classify.
 
 use super::sign::{Secret, signature_header};
-use crate::config::Config;
+use crate::config::{Config, WebhooksConfig};
 use crate::egress::{self as ssrf, GuardedResolver};
 use crate::outcome::classify::StatusKind;
+use crate::outcome::retry::webhook_delay;
 use futures::StreamExt;
 use std::time::{Duration, Instant};
 
@@ -50,6 +51,50 @@ pub enum Verdict {
     Gone,
     /// Our configuration prevents sending (SSRF guard, secret): no retry, `misconfigured`.
     Misconfigured,
+}
+
+/// Where a delivery goes after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Transition {
+    /// `delivered`, `pending` (another attempt is due), `failed` or `held` (kept until the
+    /// endpoint is enabled again).
+    pub status: &'static str,
+    /// When the next attempt is due, counted from the end of this one.
+    pub next_in: Option<Duration>,
+    /// Whether the attempt adds to the endpoint's failure streak (`None` for a success,
+    /// which ends it).
+    pub counts: Option<bool>,
+}
+
+impl Verdict {
+    /// The delivery's state machine: what this verdict makes of a delivery after
+    /// `attempts_made` attempts, on the `[webhooks] retry_schedule`.
+    pub fn transition(&self, w: &WebhooksConfig, attempts_made: usize) -> Transition {
+        let step = |status, next_in, counts| Transition {
+            status,
+            next_in,
+            counts,
+        };
+        let again = |retry_after: &Option<Duration>, counts: bool| match webhook_delay(
+            w,
+            attempts_made,
+            *retry_after,
+        ) {
+            Some(delay) => step("pending", Some(delay), Some(counts)),
+            None => step("failed", None, Some(counts)),
+        };
+        match self {
+            Verdict::Delivered => step("delivered", None, None),
+            Verdict::Retry { retry_after } => again(retry_after, true),
+            // The receiver asked us to slow down: not a failure of the endpoint.
+            Verdict::Throttled { retry_after } => again(retry_after, false),
+            Verdict::Rejected => step("failed", None, Some(true)),
+            // Kept for when the endpoint is enabled again.
+            Verdict::Gone => step("held", None, Some(true)),
+            // Our side is wrong, not the endpoint: no failure streak, an issue instead.
+            Verdict::Misconfigured => step("failed", None, Some(false)),
+        }
+    }
 }
 
 /// What one attempt produced.
@@ -208,4 +253,56 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         cur = next;
     }
     cur.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_verdict_moves_a_delivery_as_documented() {
+        let w = WebhooksConfig::default();
+        let t = |v: Verdict, made| v.transition(&w, made);
+        assert_eq!(
+            t(Verdict::Delivered, 1),
+            Transition {
+                status: "delivered",
+                next_in: None,
+                counts: None
+            }
+        );
+        let retry = t(Verdict::Retry { retry_after: None }, 1);
+        assert_eq!((retry.status, retry.counts), ("pending", Some(true)));
+        let d = retry.next_in.unwrap().as_secs_f64();
+        assert!(
+            (4.0..=6.0).contains(&d),
+            "the schedule's second entry, 5s ± 20%: {d}"
+        );
+        let throttled = t(
+            Verdict::Throttled {
+                retry_after: Some(Duration::from_secs(90)),
+            },
+            1,
+        );
+        assert_eq!(
+            (throttled.status, throttled.counts),
+            ("pending", Some(false))
+        );
+        assert!(throttled.next_in.unwrap() >= Duration::from_secs(90));
+        let last = w.retry_schedule.len();
+        assert_eq!(
+            t(Verdict::Retry { retry_after: None }, last).status,
+            "failed"
+        );
+        assert_eq!(
+            t(Verdict::Rejected, 1),
+            Transition {
+                status: "failed",
+                next_in: None,
+                counts: Some(true)
+            }
+        );
+        assert_eq!(t(Verdict::Gone, 1).status, "held");
+        assert_eq!(t(Verdict::Misconfigured, 1).counts, Some(false));
+    }
 }
