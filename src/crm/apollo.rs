@@ -61,13 +61,14 @@ impl<'a> Apollo<'a> {
             req = req.json(b);
         }
         let resp = req
+            .timeout(super::CALL_DEADLINE)
             .send()
             .await
             .map_err(|e| super::network_error(env.spec.provider, &host, e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         self.observe(&headers).await;
-        let text = resp.text().await.unwrap_or_default();
+        let text = super::read_body(resp, &format!("Apollo.io ({host})")).await?;
         let message = || {
             serde_json::from_str::<Value>(&text)
                 .ok()

@@ -114,13 +114,14 @@ impl<'a> HubSpot<'a> {
                 req = req.json(b);
             }
             let resp = req
+                .timeout(super::CALL_DEADLINE)
                 .send()
                 .await
                 .map_err(|e| super::network_error(env.spec.provider, &host, e))?;
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
             self.observe(&headers, api).await;
-            let text = resp.text().await.unwrap_or_default();
+            let text = super::read_body(resp, &format!("HubSpot ({host})")).await?;
             match status {
                 200..=299 => {
                     return serde_json::from_str(&text).map(Some).map_err(|e| {

@@ -106,7 +106,7 @@ impl<'a> CrmEnv<'a> {
             };
             if waited + wait > self.max_wait {
                 crate::metrics::rate_limit_wait(provider, waited);
-                let until = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                let until = crate::outcome::retry::after(Utc::now(), wait);
                 return Err(Outcome::Waiting {
                     message: format!(
                         "{} quota for tenant {} is spent; continuing at {}",
@@ -168,6 +168,36 @@ pub fn provider_name(p: CrmProvider) -> &'static str {
 pub fn network_error(provider: CrmProvider, host: &str, e: reqwest::Error) -> Outcome {
     let what = format!("{} ({host})", provider_name(provider));
     crate::outcome::classify::classify_reqwest(&what, e)
+}
+
+/// The longest any one CRM call may take, answer included: a provider that trickles its
+/// answer cannot hold a worker slot for longer.
+pub const CALL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The largest answer a CRM call reads: a page of 200 companies is a few hundred KB.
+pub const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// Reads a response body of at most [`MAX_BODY`] bytes, as text; a longer answer is cut off
+/// there and the call fails as transient, naming `who` (`HubSpot (api.hubapi.com)`).
+pub async fn read_body(resp: reqwest::Response, who: &str) -> Result<String, Outcome> {
+    use futures::StreamExt;
+    let mut buf = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            Outcome::transient(format!(
+                "{who}: reading the answer failed ({})",
+                crate::outcome::classify::describe(&e.without_url())
+            ))
+        })?;
+        if buf.len() + chunk.len() > MAX_BODY {
+            return Err(Outcome::transient(format!(
+                "{who} answered with more than {MAX_BODY} bytes; the answer was not read"
+            )));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
 /// At most `max` characters of a response body, on one line, for a message.

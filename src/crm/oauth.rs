@@ -8,7 +8,7 @@
 
 use super::{CrmEnv, excerpt};
 use crate::outcome::{Outcome, parse_retry_after};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
@@ -16,6 +16,11 @@ use tracing::{info, warn};
 
 /// How long a refresh may take before another process may try.
 const LEASE: Duration = Duration::from_secs(30);
+/// The token call's own deadline: well inside the lease, so the holder is done (or has
+/// given up) before anyone else may refresh.
+const REFRESH_DEADLINE: Duration = Duration::from_secs(20);
+/// The longest lifetime an access token is believed to have, whatever `expires_in` says.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// How often a process waiting for another's refresh looks again.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -25,6 +30,31 @@ struct TokenResponse {
     #[serde(default)]
     refresh_token: Option<String>,
     expires_in: i64,
+}
+
+impl TokenResponse {
+    /// `expires_in` as a lifetime between zero and [`MAX_TOKEN_LIFETIME`].
+    fn lifetime(&self) -> Duration {
+        Duration::from_secs(self.expires_in.max(0) as u64).min(MAX_TOKEN_LIFETIME)
+    }
+}
+
+/// Whether an access token that lives from `refreshed_at` to `expires_at` is still good
+/// at `now`: it is refreshed `margin` before it expires, but never earlier than half way
+/// through its life, so short-lived tokens are refreshed once per half-lifetime at most.
+fn still_good(
+    refreshed_at: Option<DateTime<Utc>>,
+    expires_at: DateTime<Utc>,
+    margin: Duration,
+    now: DateTime<Utc>,
+) -> bool {
+    let lifetime = refreshed_at
+        .and_then(|r| (expires_at - r).to_std().ok())
+        .unwrap_or(Duration::MAX);
+    let margin = chrono::Duration::from_std(margin.min(lifetime / 2)).unwrap_or_default();
+    expires_at
+        .checked_sub_signed(margin)
+        .is_some_and(|refresh_at| refresh_at > now)
 }
 
 /// The OAuth settings of a `[[crm]]` entry (its secrets, `client_secret` and
@@ -83,7 +113,7 @@ pub async fn access_token(
         .oauth_seed(tenant, name, &sealed_seed, &seed_fp)
         .await
         .map_err(db)?;
-    let margin = chrono::Duration::from_std(env.config.oauth_refresh_margin).unwrap_or_default();
+    let margin = env.config.oauth_refresh_margin;
     let deadline = std::time::Instant::now() + LEASE + Duration::from_secs(5);
     loop {
         let tokens = env
@@ -93,14 +123,14 @@ pub async fn access_token(
             .map_err(db)?
             .ok_or_else(|| Outcome::transient("the OAuth token row vanished"))?;
         if let (Some(access), Some(expires)) = (&tokens.access_token, tokens.access_expires_at)
-            && expires - margin > Utc::now()
+            && still_good(tokens.refreshed_at, expires, margin, Utc::now())
         {
             let access = open(env, "access_token", access)?;
             if Some(access.as_str()) != rejected {
                 return Ok(access);
             }
         }
-        let until = Utc::now() + chrono::Duration::from_std(LEASE).unwrap_or_default();
+        let until = crate::outcome::retry::after(crate::store::now(), LEASE);
         if env
             .store
             .oauth_try_lease(tenant, name, until)
@@ -111,7 +141,7 @@ pub async fn access_token(
             let fresh = env.store.oauth_tokens(tenant, name).await.map_err(db)?;
             if let Some(t) = &fresh
                 && let (Some(access), Some(expires)) = (&t.access_token, t.access_expires_at)
-                && expires - margin > Utc::now()
+                && still_good(t.refreshed_at, expires, margin, Utc::now())
             {
                 let access = open(env, "access_token", access)?;
                 if Some(access.as_str()) != rejected {
@@ -132,7 +162,7 @@ pub async fn access_token(
             let result = refresh(env, app, &refresh_token).await;
             match result {
                 Ok(t) => {
-                    let expires_at = Utc::now() + chrono::Duration::seconds(t.expires_in.max(0));
+                    let expires_at = crate::outcome::retry::after(Utc::now(), t.lifetime());
                     let next_refresh = t.refresh_token.as_deref().unwrap_or(&refresh_token);
                     let sealed = seal(env, "access_token", &t.access_token)
                         .and_then(|a| Ok((a, seal(env, "refresh_token", next_refresh)?)));
@@ -143,18 +173,27 @@ pub async fn access_token(
                             return Err(outcome);
                         }
                     };
-                    env.store
+                    let kept = env
+                        .store
                         .oauth_store_refreshed(
                             tenant,
                             name,
+                            until,
                             &sealed_access,
                             expires_at,
                             &sealed_refresh,
                         )
                         .await
                         .map_err(db)?;
+                    if !kept {
+                        // The lease ran out and another process refreshed meanwhile: its
+                        // tokens are newer than ours and stay.
+                        warn!(
+                            "the OAuth refresh outlived its lease; another process's tokens were kept"
+                        );
+                    }
                     info!(
-                        expires_in_s = t.expires_in,
+                        expires_in_s = t.lifetime().as_secs(),
                         rotated = t
                             .refresh_token
                             .as_deref()
@@ -200,6 +239,7 @@ async fn refresh(
             ("client_secret", secret),
             ("refresh_token", refresh_token),
         ])
+        .timeout(REFRESH_DEADLINE)
         .send()
         .await
         .map_err(|e| super::network_error(env.spec.provider, &host, e))?;
@@ -209,7 +249,7 @@ async fn refresh(
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
-    let body = resp.text().await.unwrap_or_default();
+    let body = super::read_body(resp, &format!("HubSpot ({host})")).await?;
     match status {
         200..=299 => serde_json::from_str(&body).map_err(|e| {
             Outcome::transient(format!(
@@ -253,4 +293,39 @@ async fn refresh(
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_refreshed_at_most_once_per_half_lifetime() {
+        let t0 = Utc::now();
+        let secs = chrono::Duration::seconds;
+        let five_min = Duration::from_secs(300);
+        // HubSpot's 30-minute tokens: refreshed 5 minutes before they expire.
+        let exp = t0 + secs(1800);
+        assert!(still_good(Some(t0), exp, five_min, t0 + secs(1400)));
+        assert!(!still_good(Some(t0), exp, five_min, t0 + secs(1501)));
+        // 20-second tokens with the same margin: good for the first 10 seconds, not for 0.
+        let exp = t0 + secs(20);
+        assert!(still_good(Some(t0), exp, five_min, t0 + secs(9)));
+        assert!(!still_good(Some(t0), exp, five_min, t0 + secs(11)));
+        // A row from before `refreshed_at` was kept: the configured margin.
+        assert!(!still_good(None, exp, five_min, t0));
+    }
+
+    #[test]
+    fn a_lifetime_from_the_server_is_clamped() {
+        let t = |expires_in| TokenResponse {
+            access_token: String::new(),
+            refresh_token: None,
+            expires_in,
+        };
+        assert_eq!(t(1800).lifetime(), Duration::from_secs(1800));
+        assert_eq!(t(-5).lifetime(), Duration::ZERO);
+        assert_eq!(t(9_223_372_036_854_775).lifetime(), MAX_TOKEN_LIFETIME);
+        assert_eq!(t(i64::MAX).lifetime(), MAX_TOKEN_LIFETIME);
+    }
 }

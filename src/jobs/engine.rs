@@ -162,7 +162,7 @@ pub async fn apply_outcome(ctx: &JobContext, job: &Job, result: RunResult) -> an
             let next_attempt = job.attempt + 1;
             let next_at = (next_attempt < retry.max_attempts).then(|| {
                 let delay = retry_delay(job.attempt, retry.base, retry.cap, *retry_after);
-                Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX)
+                crate::outcome::retry::after(Utc::now(), delay)
             });
             let failures = store
                 .record_failure(tenant, integration, label, message, counts, next_at)

@@ -90,7 +90,7 @@ pub async fn run(ctx: &JobContext, job: &Job) -> anyhow::Result<()> {
             Some(permit) => Some(permit),
             None => {
                 // Waiting here would hold a worker slot that other endpoints need.
-                let at = Utc::now() + chrono::Duration::from_std(BUSY_WAIT).unwrap_or_default();
+                let at = crate::outcome::retry::after(Utc::now(), BUSY_WAIT);
                 debug!(delivery = id, limit, "endpoint at max_in_flight; deferred");
                 store.defer_delivery(id, d.attempts, at).await?;
                 return Ok(());
@@ -133,9 +133,9 @@ async fn finish(
     let store = &ctx.store;
     let made = usize::try_from(d.attempts + 1).unwrap_or(usize::MAX);
     let step = a.verdict.transition(w, made);
-    let next_at = step.next_in.map(|delay| {
-        started_at + chrono::Duration::from_std(a.duration + delay).unwrap_or(chrono::Duration::MAX)
-    });
+    let next_at = step
+        .next_in
+        .map(|delay| crate::outcome::retry::after(started_at, a.duration.saturating_add(delay)));
     let (status, counts) = (step.status, step.counts);
     let health = store
         .record_attempt(&AttemptRecord {

@@ -77,14 +77,24 @@ pub fn classify_http_status(status: u16, what: &str, retry_after: Option<Duratio
     kind.outcome(message, retry_after)
 }
 
-/// Reads a `Retry-After` value: delay-seconds or an HTTP date.
+/// The longest wait a server can impose: a `Retry-After` beyond it is taken as this, so no
+/// job or delivery can be parked for longer, and no time arithmetic on it can overflow.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// Reads a `Retry-After` value: delay-seconds or an HTTP date, at most
+/// [`MAX_RETRY_AFTER`]. A value too large to be a number of seconds is the maximum too.
 pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        let secs = value.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
     }
     let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+    Some(
+        when.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
+    )
 }
 
 /// The error and its causes in one line, without the URL (which may carry a query secret).
@@ -237,5 +247,15 @@ mod tests {
             Some(Duration::from_secs(120))
         );
         assert_eq!(parse_retry_after("soon", now), None);
+        // A server cannot park a job for ever, nor overflow the time arithmetic.
+        for huge in ["99999999999999", "184467440737095516150", "86401"] {
+            assert_eq!(
+                parse_retry_after(huge, now),
+                Some(MAX_RETRY_AFTER),
+                "{huge}"
+            );
+        }
+        let far = httpdate::fmt_http_date(now + Duration::from_secs(400 * 24 * 3600));
+        assert_eq!(parse_retry_after(&far, now), Some(MAX_RETRY_AFTER));
     }
 }

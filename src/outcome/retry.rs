@@ -2,6 +2,7 @@
 //! and of webhook deliveries (a fixed schedule with ± jitter), side by side.
 
 use crate::config::WebhooksConfig;
+use chrono::{DateTime, Utc};
 use rand::RngExt;
 use std::time::Duration;
 
@@ -23,6 +24,15 @@ pub fn retry_delay(
 pub fn backoff_ceiling(attempt: u32, base: Duration, cap: Duration) -> Duration {
     let factor = 2u32.saturating_pow(attempt.min(31));
     base.checked_mul(factor).unwrap_or(cap).min(cap)
+}
+
+/// `at + delay`, saturating: a delay too long for the calendar gives the latest time there is
+/// instead of a panic.
+pub fn after(at: DateTime<Utc>, delay: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(delay)
+        .ok()
+        .and_then(|d| at.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// The delay before a webhook delivery's attempt after `attempts_made` (≥ 1) attempts, or
@@ -67,6 +77,20 @@ mod tests {
             .sum::<u128>()
             / 400;
         assert!(mean > 4_000 && mean < 12_000, "mean {mean}ms");
+    }
+
+    #[test]
+    fn time_arithmetic_saturates_instead_of_panicking() {
+        let now = Utc::now();
+        assert_eq!(
+            after(now, Duration::from_secs(60)),
+            now + chrono::Duration::seconds(60)
+        );
+        assert_eq!(after(now, Duration::MAX), DateTime::<Utc>::MAX_UTC);
+        assert_eq!(
+            after(now, Duration::from_secs(i64::MAX as u64 / 1000 + 1)),
+            DateTime::<Utc>::MAX_UTC
+        );
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub struct StoredTokens {
     pub access_token: Option<String>,
     /// When it expires.
     pub access_expires_at: Option<DateTime<Utc>>,
+    /// When it was fetched (with `access_expires_at`: its lifetime).
+    pub refreshed_at: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for StoredTokens {
@@ -61,7 +63,7 @@ impl Store {
         integration: &str,
     ) -> sqlx::Result<Option<StoredTokens>> {
         db::query_as(
-            "SELECT refresh_token, access_token, access_expires_at FROM oauth_tokens
+            "SELECT refresh_token, access_token, access_expires_at, refreshed_at FROM oauth_tokens
              WHERE tenant = ? AND integration = ?",
         )
         .bind(tenant)
@@ -93,19 +95,22 @@ impl Store {
     }
 
     /// Stores a refresh's result and gives the lease back, in one statement: the rotated
-    /// refresh token is never lost between two writes.
+    /// refresh token is never lost between two writes. Only the holder of the lease taken
+    /// until `lease` may write; `false` when the lease had run out and another process took
+    /// it (its tokens are newer and stay).
     pub async fn oauth_store_refreshed(
         &self,
         tenant: &str,
         integration: &str,
+        lease: DateTime<Utc>,
         access_token: &str,
         expires_at: DateTime<Utc>,
         refresh_token: &str,
-    ) -> sqlx::Result<()> {
-        db::query(
+    ) -> sqlx::Result<bool> {
+        let r = db::query(
             "UPDATE oauth_tokens SET access_token = ?, access_expires_at = ?, refresh_token = ?,
                  refreshing_until = NULL, refreshed_at = ?
-             WHERE tenant = ? AND integration = ?",
+             WHERE tenant = ? AND integration = ? AND refreshing_until = ?",
         )
         .bind(access_token)
         .bind(expires_at)
@@ -113,9 +118,10 @@ impl Store {
         .bind(super::now())
         .bind(tenant)
         .bind(integration)
+        .bind(lease)
         .execute(self.db())
         .await?;
-        Ok(())
+        Ok(r.rows_affected() == 1)
     }
 
     /// Gives the lease back without a new token (the refresh failed).

@@ -11,9 +11,6 @@ use std::time::{Duration, Instant};
 /// How much of a response body is kept in the attempt log.
 pub const MAX_LOGGED_BODY: usize = 16 * 1024;
 
-/// The longest `Retry-After` honoured; a receiver cannot park a delivery for longer.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
-
 /// The webhook HTTP client: no redirects, no proxies (a proxy would connect where the guard
 /// cannot see), names resolved through the SSRF guard, one overall timeout per attempt.
 pub fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
@@ -188,8 +185,7 @@ pub async fn attempt(
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| crate::outcome::parse_retry_after(v, std::time::SystemTime::now()))
-        .map(|d| d.min(MAX_RETRY_AFTER));
+        .and_then(|v| crate::outcome::parse_retry_after(v, std::time::SystemTime::now()));
     let location = response
         .headers()
         .get(reqwest::header::LOCATION)

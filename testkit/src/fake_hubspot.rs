@@ -47,6 +47,10 @@ pub struct HubSpotOptions {
     /// (`add_company`) shows in search results only this long after it happened. Reads by
     /// id and the list endpoint see it at once. Default zero.
     pub search_index_lag: Duration,
+    /// A bad day: the `expires_in` the token endpoint reports instead of the real lifetime
+    /// (a number nobody should believe, such as 9223372036854775). The token still lives
+    /// `access_token_ttl`.
+    pub reported_expires_in: Option<i64>,
 }
 
 impl Default for HubSpotOptions {
@@ -59,6 +63,7 @@ impl Default for HubSpotOptions {
             retry_after_on_429: None,
             daily_limit: 250_000,
             search_index_lag: Duration::ZERO,
+            reported_expires_in: None,
         }
     }
 }
@@ -772,7 +777,7 @@ impl Inner {
                 "token_type": "bearer",
                 "refresh_token": refresh,
                 "access_token": access,
-                "expires_in": ttl.as_secs(),
+                "expires_in": self.opts.reported_expires_in.unwrap_or(ttl.as_secs() as i64),
             }),
         )
     }

@@ -662,3 +662,68 @@ async fn a_daily_quota_spent_mid_run_keeps_what_was_done_and_continues_after_the
     );
     assert_eq!(fake.count_429(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_second_tokens_are_refreshed_once_per_half_lifetime_not_before_every_call() {
+    // A provider that issues 20-second tokens, with the default 5-minute refresh margin:
+    // before the margin was capped at half a token's life, every call refreshed first.
+    let fake = FakeHubSpot::start(HubSpotOptions {
+        access_token_ttl: Duration::from_secs(20),
+        ..fast_hubspot()
+    })
+    .await;
+    fake.add_oauth_client(CLIENT_ID, CLIENT_SECRET, REFRESH);
+    fake.add_companies(1000);
+    let env = TestEnv::sqlite().with_config(FAST);
+    env.write_catalog(
+        "acme",
+        &format!("tenant = \"acme\"\n{}", hubspot_oauth("hubspot", &fake.url)),
+    );
+    let started = Instant::now();
+    let _daemon = env.spawn_with_env(&secrets());
+    let status = success(&env, "hubspot", Duration::from_secs(60)).await;
+    assert_eq!(status["items"], 1000);
+    let calls = fake.requests().len() - fake.refresh_calls();
+    let allowed = 1 + started.elapsed().as_secs() as usize / 10;
+    assert!(
+        fake.refresh_calls() <= allowed,
+        "{} refreshes for {calls} calls in {:?}: at most one per half-lifetime ({allowed})",
+        fake.refresh_calls(),
+        started.elapsed()
+    );
+    assert!(
+        calls > allowed,
+        "the pass made more calls ({calls}) than it may refresh"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absurd_expires_in_neither_crashes_the_sync_nor_loses_the_rotated_refresh_token() {
+    // The token endpoint's bad day: `expires_in` of 9223372036854775 seconds. The sync must
+    // go on, and the refresh token HubSpot rotated at that refresh must be the one kept.
+    let fake = FakeHubSpot::start(HubSpotOptions {
+        reported_expires_in: Some(9_223_372_036_854_775),
+        ..fast_hubspot()
+    })
+    .await;
+    fake.add_oauth_client(CLIENT_ID, CLIENT_SECRET, REFRESH);
+    fake.add_companies(50);
+    let env = TestEnv::sqlite().with_config(FAST);
+    env.write_catalog(
+        "acme",
+        &format!("tenant = \"acme\"\n{}", hubspot_oauth("hubspot", &fake.url)),
+    );
+    let mut daemon = env.spawn_with_env(&secrets());
+    let status = success(&env, "hubspot", Duration::from_secs(30)).await;
+    assert_eq!(status["items"], 50);
+    daemon.signal("TERM");
+    daemon.wait_exit(Duration::from_secs(20));
+    let current = fake.current_refresh_token(CLIENT_ID).unwrap();
+    assert_ne!(current, REFRESH, "the seed was rotated away");
+    let out = env.run_with_env(&["test-connection", "acme/hubspot"], &secrets());
+    assert!(
+        out.status.success(),
+        "a new process still gets in with the stored, rotated token: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -191,3 +191,25 @@ async fn a_renewed_secret_resumes_a_paused_integration_after_a_restart() {
         "the success resolved credentials_rejected"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absurd_retry_after_is_clamped_to_a_day_and_the_job_is_retried_not_crashed() {
+    // A server's bad day: a Retry-After no calendar can hold. Before the clamp the
+    // arithmetic on it panicked inside the job.
+    let fake =
+        FakeDistributor::start(Reply::status(503).header("Retry-After", "99999999999999")).await;
+    let env = feed_env(&fake, "");
+    let _daemon = env.spawn();
+    let status = wait_for_outcome(&env, "prices", Duration::from_secs(20), |o| {
+        o == "transient"
+    })
+    .await;
+    let next: chrono::DateTime<chrono::Utc> =
+        status["next_retry_at"].as_str().unwrap().parse().unwrap();
+    let wait = next - chrono::Utc::now();
+    assert!(
+        wait > chrono::Duration::hours(23) && wait <= chrono::Duration::hours(24),
+        "the retry waits what the server asked, at most a day: {wait}"
+    );
+    assert_eq!(fake.count(), 1, "and not a moment earlier");
+}
