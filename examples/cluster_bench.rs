@@ -389,7 +389,7 @@ impl Bench {
     /// Queues a forced re-fetch of every feed and waits for every import and delivery.
     async fn round(&self, pool: &PgPool, nodes: &[Node]) -> anyhow::Result<Round> {
         let config = Arc::new(syncd::config::Config::load(&self.config_path(0), true)?);
-        let catalog = syncd::catalog::Catalog::load(&config.catalog_dir())?;
+        let catalog = syncd::catalog::Catalog::load_for(&config)?;
         let store = syncd::store::Store::open(&config).await?;
         let queue = syncd::jobs::connect_queue(config.clone(), &store).await?;
         let finished_before: Vec<usize> = nodes
@@ -516,7 +516,7 @@ impl Bench {
         let mut nodes = self.start_nodes(2, "failover").await?;
         let outcome = async {
             let config = Arc::new(syncd::config::Config::load(&self.config_path(0), true)?);
-            let catalog = syncd::catalog::Catalog::load(&config.catalog_dir())?;
+            let catalog = syncd::catalog::Catalog::load_for(&config)?;
             let store = syncd::store::Store::open(&config).await?;
             let queue = syncd::jobs::connect_queue(config.clone(), &store).await?;
             server.slow.store(true, Ordering::SeqCst);

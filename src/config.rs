@@ -43,6 +43,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Webhook delivery: timeout, retry schedule, endpoint health, SSRF allowlist.
     pub webhooks: WebhooksConfig,
+    /// `[tenants.NAME]`: what the operator grants one tenant, which its own file cannot.
+    pub tenants: std::collections::BTreeMap<String, TenantPolicy>,
     /// How long in-flight jobs may run after SIGTERM/SIGINT before the daemon exits anyway.
     /// Jobs cut off by the grace period stay queued and run again after the orphan timeout.
     #[serde(with = "duration")]
@@ -72,6 +74,7 @@ impl Default for Config {
             credentials: CredentialsConfig::default(),
             admin: AdminConfig::default(),
             webhooks: WebhooksConfig::default(),
+            tenants: Default::default(),
             shutdown_grace: Duration::from_secs(30),
             base_dir: PathBuf::from("."),
             source: None,
@@ -432,6 +435,15 @@ impl Default for AdminConfig {
     }
 }
 
+/// `[tenants.NAME]`: settings for one tenant that only the operator may make.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantPolicy {
+    /// The prefix of the environment variables the tenant's file may name (default: the
+    /// tenant's name upper-cased, `-` and `.` as `_`, then `_`: `ACME_` for `acme`).
+    pub env_prefix: Option<String>,
+}
+
 impl Config {
     /// Reads `path` (optional when `explicit` is false and the file is absent), applies
     /// `SYNCD__…` environment overrides and validates the result.
@@ -470,6 +482,19 @@ impl Config {
 
     /// Checks values that parse but make no sense; the message names the key.
     pub fn validate(&self) -> Result<(), String> {
+        for (tenant, policy) in &self.tenants {
+            if let Some(prefix) = &policy.env_prefix
+                && (prefix.len() < 2
+                    || !prefix
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                    || prefix.to_ascii_uppercase().starts_with("SYNCD"))
+            {
+                return Err(format!(
+                    "[tenants.{tenant}] env_prefix must be 2 or more upper-case letters, digits or '_', not starting with SYNCD (got `{prefix}`)"
+                ));
+            }
+        }
         let q = &self.queue;
         if q.concurrency == 0 {
             return Err("[queue] concurrency must be at least 1".into());

@@ -9,9 +9,10 @@ pub mod dispatcher;
 pub mod sampler;
 pub mod scheduler;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Broken, Catalog};
 use crate::config::{Config, QueueBackend};
 use crate::jobs::{ALL_KINDS, JobContext};
+use crate::outcome::IssueKind;
 use crate::store::Store;
 use anyhow::Context;
 use std::sync::Arc;
@@ -19,13 +20,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 /// Runs the daemon until SIGTERM or SIGINT, then lets in-flight jobs finish within
-/// `[shutdown_grace]`.
-pub async fn run(config: Config, catalog: Catalog) -> anyhow::Result<()> {
+/// `[shutdown_grace]`. The tenants of `broken` catalog files do not run; each gets a
+/// `misconfigured` issue (integration `catalog`) naming the file and the key.
+pub async fn run(config: Config, catalog: Catalog, broken: Vec<Broken>) -> anyhow::Result<()> {
     let metrics = crate::metrics::install()?;
     crate::metrics::declare_kinds(&ALL_KINDS.iter().map(|k| k.as_str()).collect::<Vec<_>>());
     let config = Arc::new(config);
     let store = Store::open(&config).await?;
     let ctx = Arc::new(JobContext::build(config.clone(), Arc::new(catalog), store.clone()).await?);
+    report_catalog(&ctx.store, &ctx.catalog, &broken).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
     info!(
@@ -73,6 +76,45 @@ pub async fn run(config: Config, catalog: Catalog) -> anyhow::Result<()> {
     scheduled.context("the scheduler panicked")??;
     dispatched.context("the webhook dispatcher panicked")??;
     info!("syncd stopped");
+    Ok(())
+}
+
+/// The integration name of issues about a tenant's catalog file.
+pub const CATALOG: &str = "catalog";
+
+/// Files a `misconfigured` issue (integration `catalog`) for each broken tenant file and
+/// resolves that issue of every tenant whose file loaded.
+pub async fn report_catalog(
+    store: &Store,
+    catalog: &Catalog,
+    broken: &[Broken],
+) -> anyhow::Result<()> {
+    for t in &catalog.tenants {
+        if !broken.iter().any(|b| b.tenant == t.name) {
+            store
+                .resolve_issues(&t.name, CATALOG, Some(&[IssueKind::Misconfigured]))
+                .await?;
+        }
+    }
+    for b in broken {
+        tracing::error!(tenant = %b.tenant, file = %b.file.display(), error = %b.error,
+            "a tenant file is broken; that tenant does not run, the others do");
+        let hint = format!(
+            "The tenant's catalog file {} could not be loaded, so none of its integrations \
+             run; other tenants are not affected. Fix the key the message names, check the \
+             file with `syncd check-config`, then restart syncd.",
+            b.file.display()
+        );
+        store
+            .raise_issue(
+                &b.tenant,
+                CATALOG,
+                IssueKind::Misconfigured,
+                &b.error,
+                &hint,
+            )
+            .await?;
+    }
     Ok(())
 }
 

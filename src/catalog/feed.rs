@@ -132,6 +132,15 @@ impl Auth {
         }
     }
 
+    /// The key that names the secret's environment variable (`auth.password_env`, …).
+    pub fn env_key(&self) -> &'static str {
+        match self {
+            Auth::Basic { .. } => "auth.password_env",
+            Auth::Bearer { .. } => "auth.token_env",
+            Auth::SshKey { .. } => "auth.passphrase_env",
+        }
+    }
+
     /// The stored credential's field that holds this secret.
     pub fn field(&self) -> &'static str {
         match self {

@@ -20,11 +20,13 @@
 //! impossible column mappings are errors that name the file and the key.
 
 mod crm;
+mod env;
 mod feed;
 mod schedule;
 mod webhook;
 
 pub use crm::{CrmProvider, CrmSpec};
+pub use env::{EnvRules, default_prefix};
 pub use feed::{
     Archive, Auth, ColumnRef, Columns, FeedFormat, FeedSource, FeedSpec, HostKeyPin, Layout,
     shown_url,
@@ -43,6 +45,36 @@ use std::time::Duration;
 pub struct Catalog {
     /// Tenants in file-name order.
     pub tenants: Vec<Tenant>,
+}
+
+/// A tenant file that could not be loaded: its tenant is left out, the others run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broken {
+    /// The tenant the file declares, or (when that cannot be read) the file's name.
+    pub tenant: String,
+    /// The file.
+    pub file: PathBuf,
+    /// What is wrong, naming the file and the key.
+    pub error: String,
+}
+
+impl Broken {
+    fn of(file: &Path, error: String) -> Broken {
+        let declared = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|text| text.parse::<toml::Table>().ok())
+            .and_then(|t| t.get("tenant")?.as_str().map(str::to_string))
+            .filter(|t| valid_name(t));
+        let stem = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Broken {
+            tenant: declared.unwrap_or(stem),
+            file: file.to_path_buf(),
+            error,
+        }
+    }
 }
 
 /// One tenant file.
@@ -139,8 +171,38 @@ pub struct IntegrationRef<'a> {
 }
 
 impl Catalog {
-    /// Loads every `*.toml` in `dir`, in file-name order.
+    /// Loads the catalog directory `config` names, with its rules for tenants
+    /// (`[tenants.NAME]`, the daemon's own variables); any broken file is an error.
+    pub fn load_for(config: &crate::config::Config) -> anyhow::Result<Catalog> {
+        Catalog::load_with(&config.catalog_dir(), &EnvRules::from_config(config))
+    }
+
+    /// Loads every `*.toml` in `dir` with the default rules for tenants; any broken file is
+    /// an error.
     pub fn load(dir: &Path) -> anyhow::Result<Catalog> {
+        Catalog::load_with(dir, &EnvRules::default())
+    }
+
+    /// Loads every `*.toml` in `dir`; any broken file is an error (`syncd check-config`).
+    pub fn load_with(dir: &Path, rules: &EnvRules) -> anyhow::Result<Catalog> {
+        let (catalog, broken) = Catalog::load_each(dir, rules)?;
+        match broken.into_iter().next() {
+            Some(b) => Err(anyhow::anyhow!(b.error)),
+            None => Ok(catalog),
+        }
+    }
+
+    /// Loads the catalog directory `config` names file by file: the tenants whose file is
+    /// good, and the files that are not. One tenant's broken file takes out that tenant only.
+    pub fn load_each_for(config: &crate::config::Config) -> anyhow::Result<(Catalog, Vec<Broken>)> {
+        Catalog::load_each(&config.catalog_dir(), &EnvRules::from_config(config))
+    }
+
+    /// Loads every `*.toml` in `dir`, in file-name order, each on its own: a file that cannot
+    /// be read, parsed or checked (its keys, its environment variables under `rules`, a
+    /// tenant declared twice) is returned as [`Broken`] and its tenant left out. Only an
+    /// unreadable directory is an error.
+    pub fn load_each(dir: &Path, rules: &EnvRules) -> anyhow::Result<(Catalog, Vec<Broken>)> {
         let entries = std::fs::read_dir(dir)
             .with_context(|| format!("{}: cannot read the catalog directory", dir.display()))?;
         let mut files: Vec<PathBuf> = entries
@@ -149,19 +211,48 @@ impl Catalog {
             .collect();
         files.sort();
         let mut tenants: Vec<Tenant> = Vec::new();
+        let mut broken = Vec::new();
         for file in files {
-            let tenant = load_file(&file)?;
+            let tenant = match load_file(&file) {
+                Ok(t) => t,
+                Err(e) => {
+                    broken.push(Broken::of(&file, format!("{e:#}")));
+                    continue;
+                }
+            };
             if let Some(other) = tenants.iter().find(|t| t.name == tenant.name) {
-                bail!(
+                let error = format!(
                     "{}: key `tenant`: tenant `{}` is already declared in {}",
                     file.display(),
                     tenant.name,
                     other.file.display()
                 );
+                broken.push(Broken::of(&file, error));
+                continue;
             }
             tenants.push(tenant);
         }
-        Ok(Catalog { tenants })
+        let names: Vec<String> = tenants.iter().map(|t| t.name.clone()).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        tenants.retain(|t| {
+            let refused = t.env_refs().into_iter().find_map(|(at, key, var)| {
+                let e = rules.check(&t.name, &names, var).err()?;
+                Some(format!("{}: {at}: key `{key}`: {e}", t.file.display()))
+            });
+            match refused {
+                Some(error) => {
+                    broken.push(Broken {
+                        tenant: t.name.clone(),
+                        file: t.file.clone(),
+                        error,
+                    });
+                    false
+                }
+                None => true,
+            }
+        });
+        broken.sort_by(|a, b| a.file.cmp(&b.file));
+        Ok((Catalog { tenants }, broken))
     }
 
     /// Every integration of every tenant.
@@ -430,6 +521,37 @@ stock = "Voorraad"               # optional
         assert_eq!(feed.columns.stock, Some(ColumnRef::Name("Voorraad".into())));
         assert_eq!(feed.stale_after, Some(Duration::from_secs(26 * 3600)));
         assert!(matches!(&feed.auth, Some(Auth::Basic { username, .. }) if username == "acme"));
+    }
+
+    #[test]
+    fn a_broken_file_leaves_out_its_tenant_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let feed = "[[feed]]\nname = \"p\"\nurl = \"https://h/p.csv\"\nschedule = \"every 1h\"\n[feed.columns]\nsku = 1\nprice = 2\n";
+        std::fs::write(
+            dir.path().join("acme.toml"),
+            format!("tenant = \"acme\"\n{feed}"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("b.toml"), "tenant = \"bravo\"\nfeeed = 1\n").unwrap();
+        std::fs::write(
+            dir.path().join("c.toml"),
+            format!("tenant = \"acme\"\n{feed}"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("d.toml"), "not toml at all [").unwrap();
+        let (catalog, broken) = Catalog::load_each(dir.path(), &EnvRules::default()).unwrap();
+        let names: Vec<&str> = catalog.tenants.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["acme"]);
+        let who: Vec<&str> = broken.iter().map(|b| b.tenant.as_str()).collect();
+        assert_eq!(
+            who,
+            ["bravo", "acme", "d"],
+            "declared name, else the file's"
+        );
+        assert!(broken[0].error.contains("b.toml") && broken[0].error.contains("feeed"));
+        assert!(broken[1].error.contains("already declared"));
+        let strict = Catalog::load(dir.path()).unwrap_err().to_string();
+        assert!(strict.contains("b.toml"), "{strict}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! they share the state database (SQLite WAL lets readers and one writer work together) and
 //! the queue.
 
-use crate::catalog::Catalog;
+use crate::catalog::{Broken, Catalog};
 use crate::config::Config;
 use crate::telemetry;
 use chrono::{DateTime, Utc};
@@ -232,14 +232,15 @@ fn completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn load(cli: &Cli) -> anyhow::Result<(Config, Catalog)> {
+/// The configuration, the catalog's good tenants, and its broken files.
+fn load(cli: &Cli) -> anyhow::Result<(Config, Catalog, Vec<Broken>)> {
     let (path, explicit) = match &cli.config {
         Some(p) => (p.clone(), true),
         None => (PathBuf::from("config.toml"), false),
     };
     let config = Config::load(&path, explicit)?;
-    let catalog = Catalog::load(&config.catalog_dir())?;
-    Ok((config, catalog))
+    let (catalog, broken) = Catalog::load_each_for(&config)?;
+    Ok((config, catalog, broken))
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -247,13 +248,31 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Completions { shell } = cli.command {
         return completions(shell);
     }
-    let (config, catalog) = load(&cli)?;
+    let (config, catalog, broken) = load(&cli)?;
     let daemon = matches!(cli.command, Command::Run);
     telemetry::init(&config.log, daemon);
+    // One tenant's broken file takes out that tenant only: the daemon runs the others and
+    // files an issue, every other command works on the good tenants and says so. Only
+    // check-config fails, so that a deploy can gate on it.
+    if !daemon {
+        for b in &broken {
+            eprintln!(
+                "{}: {} (tenant `{}` is left out)",
+                if matches!(cli.command, Command::CheckConfig) {
+                    "error"
+                } else {
+                    "warning"
+                },
+                b.error,
+                b.tenant
+            );
+        }
+    }
     match cli.command {
-        Command::Run => crate::app::run(config, catalog)
+        Command::Run => crate::app::run(config, catalog, broken)
             .await
             .map(|()| ExitCode::SUCCESS),
+        Command::CheckConfig if !broken.is_empty() => Ok(ExitCode::FAILURE),
         Command::CheckConfig => commands::check_config(&config, &catalog),
         Command::Refetch {
             target,

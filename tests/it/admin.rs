@@ -36,11 +36,15 @@ async fn start_with(extra_config: &str, more: impl Fn(&str) -> String) -> (Admin
     for tenant in ["acme", "bravo"] {
         let feed = env.http_feed("prices", &fake.url(&format!("/{tenant}.csv")));
         let more = more(tenant);
-        env.write_catalog(tenant, &format!("tenant = \"{tenant}\"\n{feed}\n{more}"));
+        // Each tenant names its own variables.
+        let text = format!("tenant = \"{tenant}\"\n{feed}\n{more}")
+            .replace("ACME_", &format!("{}_", tenant.to_uppercase()));
+        env.write_catalog(tenant, &text);
     }
     let daemon = env.spawn_with_env(&[
         ("TEST_ADMIN_TOKEN", OPERATOR),
-        ("TEST_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ("ACME_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ("BRAVO_WEBHOOK_SECRET", WEBHOOK_SECRET),
     ]);
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
@@ -493,7 +497,7 @@ async fn start_webhooks() -> WebhookWorld {
     let base = hooks.base.clone();
     let (admin, fake) = start_with(WEBHOOKS, |tenant| {
         format!(
-            "[[webhook]]\nname = \"erp\"\nurl = \"{base}/{tenant}\"\nevents = [\"*\"]\nsecret_env = \"TEST_WEBHOOK_SECRET\"\n"
+            "[[webhook]]\nname = \"erp\"\nurl = \"{base}/{tenant}\"\nevents = [\"*\"]\nsecret_env = \"ACME_WEBHOOK_SECRET\"\n"
         )
     })
     .await;

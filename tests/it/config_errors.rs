@@ -201,3 +201,192 @@ fn a_state_url_of_another_database_is_refused_by_check_config() {
         "{text}"
     );
 }
+
+#[test]
+fn a_tenant_file_naming_another_tenants_or_the_daemons_variables_is_refused_by_file_and_key() {
+    // mallory tries to have its feed's password read from acme's secret, from the state
+    // database URL, from the master key and from systemd's credentials directory: each would
+    // send that value to a host of mallory's choosing.
+    for (key, var, why) in [
+        (
+            "auth.password_env",
+            "ACME_INGRAM_PASSWORD",
+            "not tenant `mallory`'s variable",
+        ),
+        ("auth.password_env", "SYNCD__STATE__URL", "daemon's own"),
+        ("auth.password_env", "SYNCD_MASTER_KEY", "daemon's own"),
+        ("auth.password_env", "CREDENTIALS_DIRECTORY", "daemon's own"),
+        (
+            "token_env",
+            "ACME_HUBSPOT_TOKEN",
+            "not tenant `mallory`'s variable",
+        ),
+        (
+            "secret_env",
+            "ACME_ERP_WEBHOOK_SECRET",
+            "not tenant `mallory`'s variable",
+        ),
+    ] {
+        let env = TestEnv::sqlite();
+        env.write_catalog(
+            "acme",
+            &format!(
+                "tenant = \"acme\"\n{}",
+                env.http_feed("prices", "https://feeds.example.com/p.csv")
+            ),
+        );
+        let entry = match key {
+            "token_env" => format!(
+                "[[crm]]\nname = \"hubspot\"\nprovider = \"hubspot\"\nschedule = \"every 24h\"\ntoken_env = \"{var}\"\n"
+            ),
+            "secret_env" => format!(
+                "[[webhook]]\nname = \"hook\"\nurl = \"https://hooks.example.com/in\"\nevents = [\"*\"]\nsecret_env = \"{var}\"\n"
+            ),
+            _ => env
+                .http_feed("steal", "https://mallory.example.com/p.csv")
+                .replace("ACME_FEED_PASSWORD", var),
+        };
+        env.write_catalog("mallory", &format!("tenant = \"mallory\"\n{entry}"));
+        let (ok, text) = check(&env);
+        assert!(!ok, "{var}: {text}");
+        assert!(
+            text.contains("mallory.toml")
+                && text.contains(&format!("key `{key}`"))
+                && text.contains(var)
+                && text.contains(why),
+            "{var}: {text}"
+        );
+    }
+    // Its own variables are fine.
+    let env = TestEnv::sqlite();
+    env.write_catalog(
+        "mallory",
+        &format!(
+            "tenant = \"mallory\"\n{}",
+            env.http_feed("own", "https://mallory.example.com/p.csv")
+                .replace("ACME_", "MALLORY_")
+        ),
+    );
+    let (ok, text) = check(&env);
+    assert!(ok, "{text}");
+}
+
+#[test]
+fn the_operator_sets_a_tenants_variable_prefix_in_config_toml_not_the_tenant() {
+    let env = TestEnv::sqlite().with_config("[tenants.acme]\nenv_prefix = \"AC1_\"");
+    let feed = env.http_feed("prices", "https://feeds.example.com/p.csv");
+    env.write_catalog("acme", &format!("tenant = \"acme\"\n{feed}"));
+    let (ok, text) = check(&env);
+    assert!(!ok && text.contains("`AC1_`"), "{text}");
+    env.write_catalog(
+        "acme",
+        &format!("tenant = \"acme\"\n{}", feed.replace("ACME_", "AC1_")),
+    );
+    let (ok, text) = check(&env);
+    assert!(ok, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_tenant_file_takes_out_that_tenant_only() {
+    use crate::feed_http::GOOD;
+    use crate::support::fake_distributor::{FakeDistributor, Reply};
+    use std::time::Duration;
+
+    let fake = FakeDistributor::start(Reply::csv(GOOD)).await;
+    let env = TestEnv::sqlite();
+    env.write_catalog(
+        "acme",
+        &format!(
+            "tenant = \"acme\"\n{}",
+            env.http_feed("prices", &fake.url("/p.csv"))
+        ),
+    );
+    // mallory's file has a typo; before, it stopped every tenant at start-up.
+    let good_mallory = format!(
+        "tenant = \"mallory\"\n{}",
+        env.http_feed("feed", &fake.url("/m.csv"))
+            .replace("ACME_", "MALLORY_")
+    );
+    env.write_catalog(
+        "mallory",
+        &good_mallory.replace("schedule = ", "shedule = "),
+    );
+
+    // Deploys still gate on check-config.
+    let (ok, text) = check(&env);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("mallory.toml") && text.contains("shedule"),
+        "{text}"
+    );
+
+    let mallory_env = [("MALLORY_FEED_PASSWORD", "mallory-password")];
+    let mut daemon = env.spawn_with_env(&mallory_env);
+    let status =
+        wait_for_outcome(&env, "prices", Duration::from_secs(30), |o| o == "success").await;
+    assert_eq!(status["items"], 3, "acme runs on schedule");
+    let issue = eventually(Duration::from_secs(10), "mallory's catalog issue", || {
+        let found = env
+            .issues(false)
+            .into_iter()
+            .find(|i| i["tenant"] == "mallory" && i["integration"] == "catalog");
+        async move { found }
+    })
+    .await;
+    assert_eq!(issue["kind"], "misconfigured");
+    let message = issue["message"].as_str().unwrap();
+    assert!(
+        message.contains("mallory.toml") && message.contains("shedule"),
+        "{message}"
+    );
+    assert!(
+        env.issues(false).iter().all(|i| i["tenant"] != "acme"),
+        "acme has no issue"
+    );
+    assert!(
+        !fake.seen().iter().any(|r| r.path == "/m.csv"),
+        "mallory's broken file runs nothing"
+    );
+
+    // The read-only commands work during the incident, and say what is left out.
+    for args in [
+        &["status", "--json"][..],
+        &["issues", "--json"],
+        &["deliveries", "--json"],
+        &["tokens", "list", "--json"],
+        &["credentials", "list", "--json"],
+    ] {
+        let out = env.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("mallory.toml") && stderr.contains("left out"),
+            "{args:?}: {stderr}"
+        );
+    }
+
+    // Fixed and restarted: the issue is resolved and mallory runs too.
+    daemon.signal("TERM");
+    daemon.wait_exit(Duration::from_secs(20));
+    env.write_catalog("mallory", &good_mallory);
+    let (ok, text) = check(&env);
+    assert!(ok, "{text}");
+    let _daemon = env.spawn_with_env(&mallory_env);
+    eventually(Duration::from_secs(30), "mallory's feed to run", || {
+        let ran = fake.seen().iter().any(|r| r.path == "/m.csv");
+        async move { ran.then_some(()) }
+    })
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "the catalog issue to resolve",
+        || {
+            let open = env
+                .issues(false)
+                .into_iter()
+                .any(|i| i["tenant"] == "mallory" && i["integration"] == "catalog");
+            async move { (!open).then_some(()) }
+        },
+    )
+    .await;
+}

@@ -164,7 +164,7 @@ async fn a_wrong_master_key_is_refused_by_name_and_loses_nothing() {
         &format!(
             "tenant = \"acme\"\n{}",
             env.http_feed("ingram", &fake.url("/p.csv")).replace(
-                "password_env = \"TEST_FEED_PASSWORD\"",
+                "password_env = \"ACME_FEED_PASSWORD\"",
                 "credential = \"acme/ingram\""
             )
         ),
@@ -273,7 +273,7 @@ expiry_warning = "168h"
         &format!(
             "tenant = \"acme\"\n{}",
             env.http_feed("ingram", &fake.url("/p.csv")).replace(
-                "password_env = \"TEST_FEED_PASSWORD\"",
+                "password_env = \"ACME_FEED_PASSWORD\"",
                 "credential = \"acme/ingram\""
             )
         ),
@@ -454,7 +454,7 @@ price = "price"
 name = "from-env"
 url = "{url}"
 schedule = "every 24h"
-auth = {{ kind = "bearer", token_env = "LEAK_FEED_TOKEN" }}
+auth = {{ kind = "bearer", token_env = "ACME_LEAK_FEED_TOKEN" }}
 [feed.columns]
 sku = "sku"
 price = "price"
@@ -464,7 +464,7 @@ price = "price"
         ),
     );
     let vars = [
-        ("LEAK_FEED_TOKEN", ENV_PASSWORD),
+        ("ACME_LEAK_FEED_TOKEN", ENV_PASSWORD),
         ("LEAK_ADMIN_TOKEN", ADMIN_TOKEN),
     ];
     let mut outputs: Vec<(String, String)> = Vec::new();

@@ -20,6 +20,8 @@ pub(crate) fn secrets() -> Vec<(&'static str, &'static str)> {
         ("ACME_HUBSPOT_CLIENT_SECRET", CLIENT_SECRET),
         ("ACME_HUBSPOT_REFRESH", REFRESH),
         ("ACME_APOLLO_KEY", APOLLO_KEY),
+        ("BRAVO_HUBSPOT_CLIENT_SECRET", CLIENT_SECRET),
+        ("BRAVO_HUBSPOT_REFRESH", REFRESH),
     ]
 }
 
@@ -267,7 +269,7 @@ async fn a_bad_refresh_token_pauses_that_tenant_while_another_tenant_syncs() {
         "bravo",
         &format!(
             "tenant = \"bravo\"\n{}",
-            hubspot_oauth("hubspot", &fake.url)
+            hubspot_oauth("hubspot", &fake.url).replace("ACME_", "BRAVO_")
         ),
     );
     let _daemon = env.spawn_with_env(&secrets());

@@ -243,7 +243,7 @@ fn ftp_catalog(env: &TestEnv, url: &str, extra: &str) {
 name = "prices"
 url = "{url}"
 schedule = "every 24h"
-auth = {{ kind = "basic", username = "acme", password_env = "TEST_FEED_PASSWORD" }}
+auth = {{ kind = "basic", username = "acme", password_env = "ACME_FEED_PASSWORD" }}
 {extra}
 [feed.format]
 header = false
@@ -310,7 +310,7 @@ async fn a_refused_ftp_login_is_tried_once_and_pauses_the_feed() {
         &format!("ftp://127.0.0.1:{}/PRICE.ZIP", server.port),
         "",
     );
-    let _daemon = env.spawn_with_env(&[("TEST_FEED_PASSWORD", "expired-password")]);
+    let _daemon = env.spawn_with_env(&[("ACME_FEED_PASSWORD", "expired-password")]);
     let status =
         wait_for_outcome(&env, "prices", Duration::from_secs(20), |o| o == "rejected").await;
     assert_eq!(status["paused"], true);

@@ -33,9 +33,9 @@ fn feed_name(i: usize) -> String {
 
 fn node_env() -> Vec<(&'static str, String)> {
     vec![
-        ("TEST_FEED_PASSWORD", "feed-password".to_string()),
-        ("TEST_WEBHOOK_SECRET", SECRET.to_string()),
-        ("TEST_WEBHOOK_SECRET_OLD", other_secret()),
+        ("ACME_FEED_PASSWORD", "feed-password".to_string()),
+        ("ACME_WEBHOOK_SECRET", SECRET.to_string()),
+        ("ACME_WEBHOOK_SECRET_OLD", other_secret()),
     ]
 }
 

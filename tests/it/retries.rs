@@ -181,7 +181,7 @@ async fn a_renewed_secret_resumes_a_paused_integration_after_a_restart() {
     // The operator renews the password in the environment file and restarts: the pause
     // lifts by itself and the feed runs at once.
     fake.set_fallback(Reply::csv(GOOD));
-    let _daemon = env.spawn_with_env(&[("TEST_FEED_PASSWORD", "renewed-password")]);
+    let _daemon = env.spawn_with_env(&[("ACME_FEED_PASSWORD", "renewed-password")]);
     let status =
         wait_for_outcome(&env, "prices", Duration::from_secs(20), |o| o == "success").await;
     assert_eq!(status["paused"], false);

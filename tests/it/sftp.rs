@@ -338,7 +338,7 @@ impl russh_sftp::server::Handler for SftpFs {
 const PRICES: &[u8] = b"\"IM-1\";\"0000010,00\";\"5\"\n\"IM-2\";\"0000020,50\";\"0\"\n\"IM-3\";\"0000300,00\";\"12\"\n";
 
 fn password_auth() -> String {
-    r#"auth = { kind = "basic", username = "acme", password_env = "TEST_FEED_PASSWORD" }"#.into()
+    r#"auth = { kind = "basic", username = "acme", password_env = "ACME_FEED_PASSWORD" }"#.into()
 }
 
 fn sftp_catalog(env: &TestEnv, url: &str, auth: &str, host_key: Option<&str>) {
@@ -439,7 +439,7 @@ async fn a_refused_sftp_password_is_tried_once_and_pauses_the_feed() {
         &password_auth(),
         Some(&server.host_key_line()),
     );
-    let _daemon = env.spawn_with_env(&[("TEST_FEED_PASSWORD", "expired-password")]);
+    let _daemon = env.spawn_with_env(&[("ACME_FEED_PASSWORD", "expired-password")]);
     let status =
         wait_for_outcome(&env, "prices", Duration::from_secs(20), |o| o == "rejected").await;
     assert_eq!(status["paused"], true);
@@ -456,7 +456,7 @@ async fn a_refused_sftp_password_is_tried_once_and_pauses_the_feed() {
 
     let out = env.run_with_env(
         &["test-connection", "acme/prices"],
-        &[("TEST_FEED_PASSWORD", "expired-password")],
+        &[("ACME_FEED_PASSWORD", "expired-password")],
     );
     let line = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());

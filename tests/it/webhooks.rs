@@ -216,7 +216,7 @@ pub(crate) fn hook(name: &str, url: &str, events: &str, extra: &str) -> String {
 name = "{name}"
 url = "{url}"
 events = {events}
-secret_env = "TEST_WEBHOOK_SECRET"
+secret_env = "ACME_WEBHOOK_SECRET"
 {extra}
 "#
     )
@@ -230,8 +230,8 @@ fn env_with(config: &str, catalog: &str) -> TestEnv {
 
 fn spawn(env: &TestEnv) -> Daemon {
     env.spawn_with_env(&[
-        ("TEST_WEBHOOK_SECRET", SECRET),
-        ("TEST_WEBHOOK_SECRET_OLD", &other_secret()),
+        ("ACME_WEBHOOK_SECRET", SECRET),
+        ("ACME_WEBHOOK_SECRET_OLD", &other_secret()),
     ])
 }
 
@@ -402,7 +402,7 @@ async fn during_a_rotation_every_message_carries_two_valid_signatures() {
             "erp",
             &rx.url("/hook"),
             r#"["price.changed"]"#,
-            r#"previous_secret_env = "TEST_WEBHOOK_SECRET_OLD""#,
+            r#"previous_secret_env = "ACME_WEBHOOK_SECRET_OLD""#,
         ),
     );
     let _daemon = spawn(&env);
@@ -704,7 +704,7 @@ async fn a_feed_import_that_changes_prices_sends_the_changes() {
 /// test-only variable makes the dispatcher wait there and say so in its log.
 async fn killed_between_commit_and_enqueue(env: TestEnv, rx: Receiver) {
     let mut daemon = env.spawn_with_env(&[
-        ("TEST_WEBHOOK_SECRET", SECRET),
+        ("ACME_WEBHOOK_SECRET", SECRET),
         ("SYNCD_TEST_PAUSE_BEFORE_QUEUEING", "30s"),
     ]);
     for run in 0..5 {

@@ -246,7 +246,8 @@ max_connections = 4
         .unwrap();
     }
 
-    /// A catalog with one HTTP feed `acme/{name}` at `url` with a `sku,price,stock` header.
+    /// A catalog with one HTTP feed `acme/{name}` at `url` with a `sku,price,stock` header
+    /// (another tenant's file swaps the `ACME_` of its variable for its own prefix).
     pub fn http_feed(&self, name: &str, url: &str) -> String {
         format!(
             r#"
@@ -255,7 +256,7 @@ name = "{name}"
 url = "{url}"
 schedule = "every 1h"
 stale_after = "26h"
-auth = {{ kind = "basic", username = "acme", password_env = "TEST_FEED_PASSWORD" }}
+auth = {{ kind = "basic", username = "acme", password_env = "ACME_FEED_PASSWORD" }}
 [feed.columns]
 sku = "sku"
 price = "price"
@@ -270,7 +271,8 @@ stock = "stock"
             .arg(self.config_path())
             .args(args)
             .current_dir(self.dir.path())
-            .env("TEST_FEED_PASSWORD", "s3cret-feed-password")
+            .env("ACME_FEED_PASSWORD", "s3cret-feed-password")
+            .env("BRAVO_FEED_PASSWORD", "s3cret-feed-password")
             .env_remove("RUST_LOG")
             // A test daemon never talks to the service manager running the tests.
             .env_remove("NOTIFY_SOCKET")
@@ -596,7 +598,7 @@ pub async fn import_once(env: &TestEnv, name: &str, force: bool, accept_shrink: 
 pub async fn job_context(env: &TestEnv) -> syncd::jobs::JobContext {
     use std::sync::Arc;
     let config = Arc::new(syncd::config::Config::load(&env.config_path(), true).unwrap());
-    let catalog = syncd::catalog::Catalog::load(&config.catalog_dir()).unwrap();
+    let catalog = syncd::catalog::Catalog::load_for(&config).unwrap();
     syncd::jobs::JobContext::build(config, Arc::new(catalog), env.store().await)
         .await
         .unwrap()
