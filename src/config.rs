@@ -442,6 +442,9 @@ pub struct TenantPolicy {
     /// The prefix of the environment variables the tenant's file may name (default: the
     /// tenant's name upper-cased, `-` and `.` as `_`, then `_`: `ACME_` for `acme`).
     pub env_prefix: Option<String>,
+    /// The directory of the tenant's files (`file:` feeds, `key_file`, `ca_file`), e.g. a
+    /// drop directory a distributor uploads into (default: `<catalog dir>/<tenant>`).
+    pub dir: Option<PathBuf>,
 }
 
 impl Config {

@@ -22,6 +22,9 @@ pub struct FeedSpec {
     /// `url`, parsed once when the tenant file is loaded: what every transport works from.
     #[serde(skip)]
     pub source: FeedSource,
+    /// The tenant's directory: every file the feed names is inside it.
+    #[serde(skip)]
+    pub dir: PathBuf,
     /// `every 6h` or a 5/6-field cron expression (UTC).
     pub schedule: Schedule,
     /// A `stale_data` issue is raised when the last success is older than this.
@@ -377,12 +380,12 @@ fn single_byte<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
     }
 }
 
-/// `file:relative/path` (no `//`) is read relative to the catalog file's directory, so a
-/// catalog and its drop directory can move together; it becomes an absolute `file://` URL.
+/// `file:relative/path` (no `//`) is read relative to the tenant's directory, so a catalog
+/// and its files can move together; it becomes an absolute `file://` URL.
 pub(super) fn resolve_relative_file_url(raw: &str, dir: &Path) -> String {
     match raw.strip_prefix("file:") {
         Some(rest) if !rest.starts_with('/') => {
-            let abs = std::path::absolute(dir.join(rest)).unwrap_or_else(|_| dir.join(rest));
+            let abs = super::rules::normalize(&dir.join(rest));
             url::Url::from_file_path(&abs)
                 .map(|u| u.to_string())
                 .unwrap_or_else(|_| raw.to_string())

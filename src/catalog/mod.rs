@@ -20,17 +20,17 @@
 //! impossible column mappings are errors that name the file and the key.
 
 mod crm;
-mod env;
 mod feed;
+mod rules;
 mod schedule;
 mod webhook;
 
 pub use crm::{CrmProvider, CrmSpec};
-pub use env::{EnvRules, default_prefix};
 pub use feed::{
     Archive, Auth, ColumnRef, Columns, FeedFormat, FeedSource, FeedSpec, HostKeyPin, Layout,
     shown_url,
 };
+pub use rules::{TenantRules, default_prefix, inside};
 pub use schedule::Schedule;
 pub use webhook::{EVENT_TYPES, WebhookSpec};
 
@@ -84,6 +84,8 @@ pub struct Tenant {
     pub name: String,
     /// The file it came from.
     pub file: PathBuf,
+    /// The directory its files are in (`file:` feeds, `key_file`, `ca_file`).
+    pub dir: PathBuf,
     /// Distributor feeds.
     pub feeds: Vec<FeedSpec>,
     /// CRM sources (HubSpot, Apollo.io).
@@ -174,17 +176,17 @@ impl Catalog {
     /// Loads the catalog directory `config` names, with its rules for tenants
     /// (`[tenants.NAME]`, the daemon's own variables); any broken file is an error.
     pub fn load_for(config: &crate::config::Config) -> anyhow::Result<Catalog> {
-        Catalog::load_with(&config.catalog_dir(), &EnvRules::from_config(config))
+        Catalog::load_with(&config.catalog_dir(), &TenantRules::from_config(config))
     }
 
     /// Loads every `*.toml` in `dir` with the default rules for tenants; any broken file is
     /// an error.
     pub fn load(dir: &Path) -> anyhow::Result<Catalog> {
-        Catalog::load_with(dir, &EnvRules::default())
+        Catalog::load_with(dir, &TenantRules::default())
     }
 
     /// Loads every `*.toml` in `dir`; any broken file is an error (`syncd check-config`).
-    pub fn load_with(dir: &Path, rules: &EnvRules) -> anyhow::Result<Catalog> {
+    pub fn load_with(dir: &Path, rules: &TenantRules) -> anyhow::Result<Catalog> {
         let (catalog, broken) = Catalog::load_each(dir, rules)?;
         match broken.into_iter().next() {
             Some(b) => Err(anyhow::anyhow!(b.error)),
@@ -195,14 +197,14 @@ impl Catalog {
     /// Loads the catalog directory `config` names file by file: the tenants whose file is
     /// good, and the files that are not. One tenant's broken file takes out that tenant only.
     pub fn load_each_for(config: &crate::config::Config) -> anyhow::Result<(Catalog, Vec<Broken>)> {
-        Catalog::load_each(&config.catalog_dir(), &EnvRules::from_config(config))
+        Catalog::load_each(&config.catalog_dir(), &TenantRules::from_config(config))
     }
 
     /// Loads every `*.toml` in `dir`, in file-name order, each on its own: a file that cannot
     /// be read, parsed or checked (its keys, its environment variables under `rules`, a
     /// tenant declared twice) is returned as [`Broken`] and its tenant left out. Only an
     /// unreadable directory is an error.
-    pub fn load_each(dir: &Path, rules: &EnvRules) -> anyhow::Result<(Catalog, Vec<Broken>)> {
+    pub fn load_each(dir: &Path, rules: &TenantRules) -> anyhow::Result<(Catalog, Vec<Broken>)> {
         let entries = std::fs::read_dir(dir)
             .with_context(|| format!("{}: cannot read the catalog directory", dir.display()))?;
         let mut files: Vec<PathBuf> = entries
@@ -213,7 +215,7 @@ impl Catalog {
         let mut tenants: Vec<Tenant> = Vec::new();
         let mut broken = Vec::new();
         for file in files {
-            let tenant = match load_file(&file) {
+            let tenant = match load_file(&file, dir, rules) {
                 Ok(t) => t,
                 Err(e) => {
                     broken.push(Broken::of(&file, format!("{e:#}")));
@@ -402,7 +404,7 @@ pub fn valid_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
 }
 
-fn load_file(file: &Path) -> anyhow::Result<Tenant> {
+fn load_file(file: &Path, catalog_dir: &Path, rules: &TenantRules) -> anyhow::Result<Tenant> {
     let shown = file.display();
     let text = std::fs::read_to_string(file).with_context(|| format!("{shown}: cannot read"))?;
     let parsed: TenantFile =
@@ -414,23 +416,21 @@ fn load_file(file: &Path) -> anyhow::Result<Tenant> {
         );
     }
     let mut parsed = parsed;
-    let dir = file.parent().unwrap_or(Path::new("."));
-    for feed in &mut parsed.feed {
-        feed.url = feed::resolve_relative_file_url(&feed.url, dir);
-        if let Some(ca) = &feed.ca_file
-            && ca.is_relative()
-        {
-            feed.ca_file = Some(dir.join(ca));
-        }
-        if let Some(Auth::SshKey { key_file, .. }) = &mut feed.auth
-            && key_file.is_relative()
-        {
-            *key_file = dir.join(&key_file);
-        }
-    }
+    // Every file a tenant names is inside its own directory.
+    let dir = rules.dir(&parsed.tenant, catalog_dir);
     let mut seen = BTreeSet::new();
     for (i, feed) in parsed.feed.iter_mut().enumerate() {
         let at = format!("{shown}: [[feed]] #{} (`{}`)", i + 1, feed.name);
+        feed.dir = dir.clone();
+        feed.url = feed::resolve_relative_file_url(&feed.url, &dir);
+        if let Some(ca) = &feed.ca_file {
+            let ca = inside(&dir, ca).map_err(|e| anyhow::anyhow!("{at}: key `ca_file`: {e}"))?;
+            feed.ca_file = Some(ca);
+        }
+        if let Some(Auth::SshKey { key_file, .. }) = &mut feed.auth {
+            *key_file = inside(&dir, key_file)
+                .map_err(|e| anyhow::anyhow!("{at}: key `auth.key_file`: {e}"))?;
+        }
         if !valid_name(&feed.name) {
             bail!("{at}: key `name` must be 1-64 letters, digits, '-', '_' or '.'");
         }
@@ -442,6 +442,9 @@ fn load_file(file: &Path) -> anyhow::Result<Tenant> {
         }
         feed.source =
             FeedSource::parse(&feed.url).map_err(|e| anyhow::anyhow!("{at}: key `url`: {e}"))?;
+        if let FeedSource::File(path) = &feed.source {
+            inside(&dir, path).map_err(|e| anyhow::anyhow!("{at}: key `url`: {e}"))?;
+        }
         if let Some(auth) = &feed.auth {
             auth.check().map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
             if let Some(c) = auth.credential() {
@@ -479,6 +482,7 @@ fn load_file(file: &Path) -> anyhow::Result<Tenant> {
     Ok(Tenant {
         name: parsed.tenant,
         file: file.to_path_buf(),
+        dir,
         feeds: parsed.feed,
         crms: parsed.crm,
         webhooks: parsed.webhook,
@@ -539,7 +543,7 @@ stock = "Voorraad"               # optional
         )
         .unwrap();
         std::fs::write(dir.path().join("d.toml"), "not toml at all [").unwrap();
-        let (catalog, broken) = Catalog::load_each(dir.path(), &EnvRules::default()).unwrap();
+        let (catalog, broken) = Catalog::load_each(dir.path(), &TenantRules::default()).unwrap();
         let names: Vec<&str> = catalog.tenants.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["acme"]);
         let who: Vec<&str> = broken.iter().map(|b| b.tenant.as_str()).collect();

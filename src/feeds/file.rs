@@ -29,8 +29,12 @@ fn stat(path: &std::path::Path) -> Result<(i64, DateTime<Utc>), Outcome> {
 }
 
 /// Copies the file unless it is unchanged since the last import.
-pub async fn fetch(path: &std::path::Path, opts: FetchOptions<'_>) -> Result<Fetched, Outcome> {
-    let path = path.to_path_buf();
+pub async fn fetch(
+    dir: &std::path::Path,
+    path: &std::path::Path,
+    opts: FetchOptions<'_>,
+) -> Result<Fetched, Outcome> {
+    let path = super::confined(dir, path)?;
     let (size, mtime) = stat(&path)?;
     if !opts.force && opts.previous.size == Some(size) && opts.previous.mtime == Some(mtime) {
         return Ok(Fetched::Unchanged);

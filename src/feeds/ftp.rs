@@ -58,6 +58,7 @@ fn tls_connector(spec: &FeedSpec) -> Result<AsyncRustlsConnector, Outcome> {
         let _ = roots.add(cert);
     }
     if let Some(ca) = &spec.ca_file {
+        let ca = &super::confined(&spec.dir, ca)?;
         use rustls::pki_types::CertificateDer;
         use rustls::pki_types::pem::PemObject;
         let certs = CertificateDer::pem_file_iter(ca)

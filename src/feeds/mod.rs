@@ -131,7 +131,7 @@ pub async fn fetch(
 ) -> Result<Fetched, Outcome> {
     match &spec.source {
         FeedSource::Http(url) => http::fetch(http, url, spec.auth.as_ref(), opts).await,
-        FeedSource::File(path) => file::fetch(path, opts).await,
+        FeedSource::File(path) => file::fetch(&spec.dir, path, opts).await,
         FeedSource::Ftp(url) => ftp::fetch(spec, url, opts, timeouts).await,
         FeedSource::Sftp(url) => sftp::fetch(spec, url, opts, timeouts).await,
     }
@@ -151,6 +151,25 @@ pub async fn secret(
             .await
             .map(Some),
         None => Ok(None),
+    }
+}
+
+/// `path`, a file the tenant's catalog names, as it really is (symlinks followed), when that
+/// is inside the tenant's directory `dir`. The catalog checked the path as written; this
+/// checks what it leads to, at each open, so a symbolic link planted in the directory cannot
+/// reach another tenant's files or the daemon's. Where it leads is not said.
+pub(crate) fn confined(dir: &Path, path: &Path) -> Result<std::path::PathBuf, Outcome> {
+    let shown = path.display().to_string();
+    let real = std::fs::canonicalize(path)
+        .map_err(|e| crate::outcome::classify::classify_io(&shown, &e))?;
+    let real_dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    if real.starts_with(&real_dir) {
+        Ok(real)
+    } else {
+        Err(Outcome::misconfigured(format!(
+            "file {shown} leads outside the tenant's directory {} (a symbolic link?); it was not opened",
+            dir.display()
+        )))
     }
 }
 

@@ -80,7 +80,10 @@ pub async fn test(
 ) -> Probe {
     match &spec.source {
         FeedSource::Http(url) => test_http(http, url, spec.auth.as_ref(), secret).await,
-        FeedSource::File(path) => test_file(path),
+        FeedSource::File(path) => match super::confined(&spec.dir, path) {
+            Ok(real) => test_file(&real),
+            Err(outcome) => Probe::from_outcome(outcome),
+        },
         FeedSource::Ftp(url) => match super::ftp::probe(spec, url, timeouts, secret).await {
             Ok(detail) => Probe {
                 verdict: Verdict::Ok,

@@ -175,8 +175,9 @@ async fn login(
         }) => {
             // The passphrase, if the catalog names one (`passphrase_env` or `credential`).
             let passphrase = secret.map(|s| s.expose_secret());
+            let real_key = super::confined(&spec.dir, key_file)?;
             let key =
-                russh::keys::load_secret_key(key_file, passphrase).map_err(|e| {
+                russh::keys::load_secret_key(&real_key, passphrase).map_err(|e| {
                     Outcome::misconfigured(format!(
                             "{what}: cannot use the private key {} ({e}){}",
                             key_file.display(),

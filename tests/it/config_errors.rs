@@ -390,3 +390,82 @@ async fn a_broken_tenant_file_takes_out_that_tenant_only() {
     )
     .await;
 }
+
+#[test]
+fn a_tenant_file_naming_files_outside_its_own_directory_is_refused_by_file_and_key() {
+    let columns = "[feed.columns]\nsku = \"sku\"\nprice = \"price\"\n";
+    for (entry, key) in [
+        ("url = \"file:../acme/p.csv\"", "key `url`"),
+        (
+            "url = \"file:///run/credentials/syncd.service/master.key\"",
+            "key `url`",
+        ),
+        (
+            "url = \"ftps://ftp.example.com/p.csv\"\nca_file = \"../../config.toml\"",
+            "key `ca_file`",
+        ),
+        (
+            "url = \"sftp://sftp.example.com/p.csv\"\nauth = { kind = \"ssh_key\", username = \"m\", key_file = \"/etc/ssh/ssh_host_ed25519_key\" }",
+            "key `auth.key_file`",
+        ),
+    ] {
+        let env = TestEnv::sqlite();
+        env.write_catalog(
+            "mallory",
+            &format!(
+                "tenant = \"mallory\"\n[[feed]]\nname = \"steal\"\nschedule = \"every 1h\"\n{entry}\n{columns}"
+            ),
+        );
+        let (ok, text) = check(&env);
+        assert!(!ok, "{entry}: {text}");
+        assert!(
+            text.contains("mallory.toml")
+                && text.contains(key)
+                && text.contains("outside the tenant's directory"),
+            "{entry}: {text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlink_planted_in_a_tenants_directory_cannot_read_another_tenants_file() {
+    use std::time::Duration;
+    let env = TestEnv::sqlite();
+    let acme_file = env.dir.path().join("jobs/acme/p.csv");
+    std::fs::write(&acme_file, "sku,price\nACME-SECRET-PART,123.45\n").unwrap();
+    env.write_catalog(
+        "mallory",
+        "tenant = \"mallory\"\n[[feed]]\nname = \"steal\"\nurl = \"file:p.csv\"\nschedule = \"every 1h\"\n[feed.columns]\nsku = \"sku\"\nprice = \"price\"\n",
+    );
+    // The path as written is inside mallory's directory; what it leads to is not.
+    std::os::unix::fs::symlink(&acme_file, env.dir.path().join("jobs/mallory/p.csv")).unwrap();
+    let (ok, text) = check(&env);
+    assert!(ok, "{text}");
+
+    let out = env.run(&["test-connection", "mallory/steal"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("outside the tenant's directory"), "{said}");
+
+    let _daemon = env.spawn();
+    let issue = eventually(Duration::from_secs(30), "mallory's issue", || {
+        let found = env
+            .issues(false)
+            .into_iter()
+            .find(|i| i["tenant"] == "mallory" && i["integration"] == "steal");
+        async move { found }
+    })
+    .await;
+    assert_eq!(issue["kind"], "misconfigured");
+    let message = issue["message"].as_str().unwrap();
+    assert!(
+        message.contains("outside the tenant's directory"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("ACME-SECRET-PART") && !message.contains("jobs/acme"),
+        "neither acme's data nor where the link leads: {message}"
+    );
+    let status = env.json(&["status", "--tenant", "mallory", "--json"]);
+    assert_ne!(status[0]["last_outcome"], "success");
+}

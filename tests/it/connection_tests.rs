@@ -119,7 +119,7 @@ async fn a_passing_test_resolves_credential_issues_and_lifts_the_pause() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_data_is_raised_once_and_resolved_by_the_next_success() {
     let env = TestEnv::sqlite().with_config("[scheduler]\nstale_check_every = \"200ms\"");
-    std::fs::write(env.dir.path().join("jobs/p.csv"), GOOD).unwrap();
+    std::fs::write(env.dir.path().join("jobs/acme/p.csv"), GOOD).unwrap();
     env.write_catalog(
         "acme",
         "tenant = \"acme\"\n[[feed]]\nname = \"prices\"\nurl = \"file:p.csv\"\nschedule = \"every 24h\"\nstale_after = \"2s\"\n[feed.columns]\nsku = \"sku\"\nprice = \"price\"\n",

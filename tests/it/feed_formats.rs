@@ -16,7 +16,7 @@ fn file_feed(env: &TestEnv, name: &str, file: &str, format_and_columns: &str) {
 }
 
 fn put(env: &TestEnv, file: &str, bytes: &[u8]) {
-    std::fs::write(env.dir.path().join("jobs").join(file), bytes).unwrap();
+    std::fs::write(env.dir.path().join("jobs/acme").join(file), bytes).unwrap();
 }
 
 fn zip_of(members: &[(&str, &[u8])]) -> Vec<u8> {

@@ -362,7 +362,7 @@ async fn explicit_ftps_with_a_self_signed_certificate_trusted_by_ca_file() {
     server.put("PRICE.ZIP", &zipped("PRICE.TXT", PRICES));
     let env = TestEnv::sqlite();
     std::fs::write(
-        env.dir.path().join("jobs/distributor-ca.pem"),
+        env.dir.path().join("jobs/acme/distributor-ca.pem"),
         server.ca_pem.as_deref().unwrap(),
     )
     .unwrap();

@@ -61,7 +61,7 @@ async fn jobs_run_through_the_engine_are_counted_and_promtool_accepts_the_render
 
     let down = FakeDistributor::start(Reply::status(503)).await;
     let env = TestEnv::sqlite();
-    std::fs::write(env.dir.path().join("jobs/p.csv"), GOOD).unwrap();
+    std::fs::write(env.dir.path().join("jobs/acme/p.csv"), GOOD).unwrap();
     env.write_catalog(
         "acme",
         &format!(
@@ -170,7 +170,7 @@ async fn a_resolved_issue_brings_its_gauge_back_to_zero() {
          [feed.columns]\nsku = \"sku\"\nprice = \"price\"\nstock = \"stock\"\n",
     );
     // A header without rows: `empty_feed`.
-    std::fs::write(env.dir.path().join("jobs/p.csv"), "sku,price,stock\n").unwrap();
+    std::fs::write(env.dir.path().join("jobs/acme/p.csv"), "sku,price,stock\n").unwrap();
     let ctx = job_context(&env).await;
     let run = || Job::new(JobKind::FeedFetch, "acme", "prices", Trigger::Refetch);
     syncd::jobs::execute(&ctx, run()).await.unwrap();
@@ -178,7 +178,7 @@ async fn a_resolved_issue_brings_its_gauge_back_to_zero() {
     let series = "syncd_open_issues{kind=\"empty_feed\"}";
     assert_eq!(sample(&handle.render(), series), Some(1.0));
 
-    std::fs::write(env.dir.path().join("jobs/p.csv"), GOOD).unwrap();
+    std::fs::write(env.dir.path().join("jobs/acme/p.csv"), GOOD).unwrap();
     syncd::jobs::execute(&ctx, run()).await.unwrap();
     syncd::app::sampler::sample(&ctx).await.unwrap();
     assert_eq!(sample(&handle.render(), series), Some(0.0));

@@ -567,7 +567,7 @@ async fn an_sftp_feed_logs_in_with_a_private_key_read_relative_to_the_catalog() 
     let env = TestEnv::sqlite();
     let key_pem = server.client_key.to_openssh(LineEnding::LF).unwrap();
     std::fs::write(
-        env.dir.path().join("jobs/acme_sftp_key"),
+        env.dir.path().join("jobs/acme/acme_sftp_key"),
         key_pem.as_bytes(),
     )
     .unwrap();
@@ -585,7 +585,7 @@ async fn an_sftp_feed_logs_in_with_a_private_key_read_relative_to_the_catalog() 
     // A key the server does not know is refused like a wrong password.
     let stranger = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
     std::fs::write(
-        env.dir.path().join("jobs/acme_sftp_key"),
+        env.dir.path().join("jobs/acme/acme_sftp_key"),
         stranger.to_openssh(LineEnding::LF).unwrap().as_bytes(),
     )
     .unwrap();
@@ -636,7 +636,7 @@ async fn sftp_secrets_come_from_the_credential_store_a_password_and_a_key_passph
         .encrypt(&mut rand::rng(), PASSPHRASE)
         .unwrap();
     std::fs::write(
-        env.dir.path().join("jobs/acme_sftp_key"),
+        env.dir.path().join("jobs/acme/acme_sftp_key"),
         encrypted.to_openssh(LineEnding::LF).unwrap().as_bytes(),
     )
     .unwrap();
@@ -669,7 +669,7 @@ async fn sftp_secrets_come_from_the_credential_store_a_password_and_a_key_passph
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ssh_key_passphrase_comes_from_one_source_and_only_from_the_tenants_own_credentials() {
     let env = TestEnv::sqlite();
-    std::fs::write(env.dir.path().join("jobs/k"), b"").unwrap();
+    std::fs::write(env.dir.path().join("jobs/acme/k"), b"").unwrap();
     for (auth, words) in [
         (
             r#"auth = { kind = "ssh_key", username = "u", key_file = "k", credential = "acme/f", passphrase_env = "X" }"#,

@@ -153,7 +153,8 @@ impl TestEnv {
             extra: String::new(),
             pg,
         };
-        std::fs::create_dir_all(env.dir.path().join("jobs")).unwrap();
+        // The catalog, and tenant acme's own directory for the files its feeds name.
+        std::fs::create_dir_all(env.dir.path().join("jobs/acme")).unwrap();
         // The credential store's master key (OAuth tokens and stored credentials need one).
         let key: String = (0..32)
             .map(|_| format!("{:02x}", rand::random::<u8>()))
@@ -237,8 +238,10 @@ max_connections = 4
         self
     }
 
-    /// Writes `jobs/{tenant}.toml`.
+    /// Writes `jobs/{tenant}.toml`, and makes the tenant's directory `jobs/{tenant}/` for
+    /// the files it names.
     pub fn write_catalog(&self, tenant: &str, text: &str) {
+        std::fs::create_dir_all(self.dir.path().join("jobs").join(tenant)).unwrap();
         std::fs::write(
             self.dir.path().join("jobs").join(format!("{tenant}.toml")),
             text,

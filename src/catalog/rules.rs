@@ -1,19 +1,28 @@
-//! Which environment variables a tenant's file may name. A tenant names only variables of
-//! its own prefix (`ACME_…` for `acme`, or what `[tenants.acme] env_prefix` in config.toml
+//! What a tenant's file may name: its own environment variables and its own files.
+//!
+//! **Variables.** A tenant names only variables of its own prefix (`ACME_…` for `acme`, or what `[tenants.acme] env_prefix` in config.toml
 //! says), never the daemon's own (`SYNCD…`, `CREDENTIALS_DIRECTORY`, the master-key and
 //! admin-token variables), and never one under another tenant's longer prefix (`acme` may not
 //! name `ACME_EU_…` when `acme-eu` is a tenant too). Otherwise one tenant's file could send
 //! another's secret, or the daemon's, to a host of its choosing.
+//!
+//! **Files.** A `file:` feed, a `key_file` and a `ca_file` resolve inside the tenant's own
+//! directory: `<catalog dir>/<tenant>/`, or what `[tenants.acme] dir` says. A relative path
+//! is taken from there; `..` or an absolute path that leaves it is refused at load, and the
+//! real path (symlinks followed) is checked again each time a file is opened
+//! (`feeds::confined`), so a symlink planted in the directory cannot leave it either.
 
 use super::Tenant;
 use crate::config::Config;
 use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
 
 /// The rules, from the daemon's configuration.
 #[derive(Debug, Clone, Default)]
-pub struct EnvRules {
+pub struct TenantRules {
     prefixes: BTreeMap<String, String>,
     reserved: Vec<String>,
+    dirs: BTreeMap<String, PathBuf>,
 }
 
 /// `ACME_` for `acme`, `ACME_EU_` for `acme-eu`.
@@ -21,15 +30,22 @@ pub fn default_prefix(tenant: &str) -> String {
     format!("{}_", tenant.to_ascii_uppercase().replace(['-', '.'], "_"))
 }
 
-impl EnvRules {
+impl TenantRules {
     /// The prefixes `[tenants.NAME] env_prefix` sets, and the variables the daemon reads
     /// itself (`[credentials] key_env`, `[admin] token_env`).
-    pub fn from_config(config: &Config) -> EnvRules {
-        EnvRules {
+    pub fn from_config(config: &Config) -> TenantRules {
+        TenantRules {
             prefixes: config
                 .tenants
                 .iter()
                 .filter_map(|(t, p)| Some((t.to_ascii_lowercase(), p.env_prefix.clone()?)))
+                .collect(),
+            dirs: config
+                .tenants
+                .iter()
+                .filter_map(|(t, p)| {
+                    Some((t.to_ascii_lowercase(), config.resolve(p.dir.as_ref()?)))
+                })
                 .collect(),
             reserved: [
                 Some(config.credentials.key_env.clone()),
@@ -47,6 +63,17 @@ impl EnvRules {
             .get(&tenant.to_ascii_lowercase())
             .cloned()
             .unwrap_or_else(|| default_prefix(tenant))
+    }
+
+    /// The directory of `tenant`'s files: `[tenants.NAME] dir`, else `catalog_dir/NAME`,
+    /// absolute and without `.` or `..`.
+    pub fn dir(&self, tenant: &str, catalog_dir: &Path) -> PathBuf {
+        let dir = self
+            .dirs
+            .get(&tenant.to_ascii_lowercase())
+            .cloned()
+            .unwrap_or_else(|| catalog_dir.join(tenant));
+        normalize(&std::path::absolute(&dir).unwrap_or(dir))
     }
 
     /// Whether `tenant` (one of `tenants`) may name `var`; the error says why not.
@@ -74,6 +101,35 @@ impl EnvRules {
             }
         }
         Ok(())
+    }
+}
+
+/// `path` without `.` and `..` components (lexically; `..` at the root stays at the root).
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// `path` (relative: to `dir`) as an absolute path inside `dir`, or why it is not.
+pub fn inside(dir: &Path, path: &Path) -> Result<PathBuf, String> {
+    let full = normalize(&dir.join(path));
+    if full.starts_with(dir) && full != dir {
+        Ok(full)
+    } else {
+        Err(format!(
+            "`{}` is outside the tenant's directory {} (files are named relative to it)",
+            path.display(),
+            dir.display()
+        ))
     }
 }
 
@@ -120,7 +176,7 @@ mod tests {
 
     #[test]
     fn a_tenant_names_only_its_own_variables() {
-        let rules = EnvRules::default();
+        let rules = TenantRules::default();
         let tenants = ["acme", "acme-eu", "bravo"];
         assert_eq!(default_prefix("acme-eu"), "ACME_EU_");
         assert!(
@@ -143,16 +199,46 @@ mod tests {
     }
 
     #[test]
+    fn a_file_is_inside_the_tenants_directory_or_refused() {
+        let dir = Path::new("/srv/syncd/jobs/acme");
+        assert_eq!(inside(dir, Path::new("p.csv")), Ok(dir.join("p.csv")));
+        assert_eq!(
+            inside(dir, Path::new("in/./x/../p.csv")),
+            Ok(dir.join("in/p.csv"))
+        );
+        assert_eq!(
+            inside(dir, Path::new("/srv/syncd/jobs/acme/p.csv")),
+            Ok(dir.join("p.csv"))
+        );
+        for escape in [
+            "../bravo/p.csv",
+            "../../config.toml",
+            "/run/credentials/syncd.service/master.key",
+            "/srv/syncd/jobs/acme-eu/p.csv",
+            ".",
+        ] {
+            let err = inside(dir, Path::new(escape)).unwrap_err();
+            assert!(
+                err.contains("outside the tenant's directory"),
+                "{escape}: {err}"
+            );
+        }
+        let rules = TenantRules::default();
+        assert_eq!(rules.dir("acme", Path::new("/srv/syncd/jobs/")), dir);
+    }
+
+    #[test]
     fn the_operator_sets_prefixes_and_the_daemons_own_variables_stay_off_limits() {
         let mut config = Config::default();
         config.tenants.insert(
             "acme".into(),
             crate::config::TenantPolicy {
                 env_prefix: Some("AC1_".into()),
+                dir: None,
             },
         );
         config.admin.token_env = Some("AC1_ADMIN_TOKEN".into());
-        let rules = EnvRules::from_config(&config);
+        let rules = TenantRules::from_config(&config);
         assert!(rules.check("acme", &["acme"], "AC1_PASSWORD").is_ok());
         assert!(rules.check("acme", &["acme"], "ACME_PASSWORD").is_err());
         let err = rules
