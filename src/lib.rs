@@ -18,6 +18,7 @@ pub mod queue;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;
+pub mod text;
 pub mod webhooks;
 
 /// A URL as it may be shown: the password (if any) replaced by `***`.

@@ -7,6 +7,7 @@
 
 use crate::catalog::{ColumnRef, Columns, FeedFormat, Layout};
 use crate::store::prices::{Action, PriceRow};
+use crate::text::excerpt;
 use std::io::Read;
 
 /// How many bad rows are quoted in an issue message.
@@ -118,7 +119,7 @@ fn resolve(col: &ColumnRef, header: Option<&csv::ByteRecord>) -> Result<Locator,
                     found: header
                         .iter()
                         .take(20)
-                        .map(|h| format!("\"{}\"", header_text(h)))
+                        .map(|h| format!("\"{}\"", excerpt(&header_text(h))))
                         .collect::<Vec<_>>()
                         .join(", "),
                 })
@@ -352,7 +353,11 @@ fn row<'a>(
         Some(loc) => {
             let raw = required(loc, "action code")?;
             Some(Action::parse(&raw).ok_or_else(|| {
-                format!("part {sku}: action \"{raw}\" is not A (add), C (change) or D (delete)")
+                format!(
+                    "part {}: action \"{}\" is not A (add), C (change) or D (delete)",
+                    excerpt(&sku),
+                    excerpt(&raw)
+                )
             })?)
         }
         None => None,
@@ -365,13 +370,18 @@ fn row<'a>(
         });
     }
     let raw_price = required(plan.price, "price")?;
-    let price = normalize_price(raw_price.as_bytes(), decimal)
-        .map_err(|e| format!("part {sku}: price \"{raw_price}\" {e}"))?;
+    let price = normalize_price(raw_price.as_bytes(), decimal).map_err(|e| {
+        format!(
+            "part {}: price \"{}\" {e}",
+            excerpt(&sku),
+            excerpt(&raw_price)
+        )
+    })?;
     let stock = match plan.stock {
         Some(loc) => {
             let raw = required(loc, "stock")?;
             parse_stock(raw.as_bytes(), decimal)
-                .map_err(|e| format!("part {sku}: stock \"{raw}\" {e}"))?
+                .map_err(|e| format!("part {}: stock \"{}\" {e}", excerpt(&sku), excerpt(&raw)))?
         }
         None => None,
     };

@@ -83,7 +83,8 @@ async fn a_feed_is_imported_end_to_end_and_status_shows_when_and_how_many() {
 }
 
 /// Imports GOOD, then serves `bad` to a forced re-fetch and checks the issue and the prices.
-async fn bad_feed_keeps_previous_prices(bad: Reply, kind: &str, message_part: &str) {
+/// Returns the issue's message.
+async fn bad_feed_keeps_previous_prices(bad: Reply, kind: &str, message_part: &str) -> String {
     let fake = FakeDistributor::start(Reply::csv(GOOD)).await;
     let env = TestEnv::sqlite();
     env.write_catalog(
@@ -127,6 +128,7 @@ async fn bad_feed_keeps_previous_prices(bad: Reply, kind: &str, message_part: &s
         "previous prices intact"
     );
     assert_eq!(fake.count(), 2, "an invalid feed is not retried");
+    message.to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,4 +168,26 @@ async fn a_file_of_garbage_rows_is_rejected_with_line_numbers() {
         "line 3: part B-2: price \"ten\"",
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_or_hostile_value_is_quoted_short_and_escaped_in_the_issue() {
+    // A price field of 5,000 characters carrying terminal escape sequences and a newline:
+    // the issue quotes at most 40 characters of it, with its control characters escaped.
+    let hostile = format!("\u{1b}[2J\u{1b}[31m{}\nnext", "9".repeat(5000));
+    let garbage =
+        format!("sku,price,stock\nA-1,10.00,5\nB-2,\"{hostile}\",1\nC-3,??,2\nD-4,!!,3\n");
+    let message =
+        bad_feed_keeps_previous_prices(Reply::csv(&garbage), "invalid_feed", "line 3: part B-2")
+            .await;
+    assert!(
+        !message.contains('\u{1b}') && !message.contains('\n'),
+        "{message:?}"
+    );
+    assert!(
+        message.contains("\\u{1b}[2J"),
+        "escaped, still readable: {message}"
+    );
+    assert!(!message.contains(&"9".repeat(41)), "cut short: {message}");
+    assert!(message.len() < 1000, "{} bytes", message.len());
 }
