@@ -186,11 +186,46 @@ pub(crate) fn ssh_key_outside_sftp() -> Outcome {
     Outcome::misconfigured("`auth.kind = \"ssh_key\"` is for sftp:// feeds")
 }
 
+/// Spool files are named `syncd-feed-<pid>-…`: the process that wrote one can be told.
+const SPOOL_PREFIX: &str = "syncd-feed-";
+
+/// Removes the spool files of processes that no longer run (a daemon or CLI killed
+/// mid-download leaves its download behind), and unnamed ones older than a day. Files of
+/// running processes (another node or test sharing the directory) stay. Returns how many
+/// were removed.
+pub fn remove_stale_spools(work_dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(work_dir) else {
+        return 0;
+    };
+    let day = std::time::Duration::from_secs(24 * 3600);
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(SPOOL_PREFIX) else {
+            continue;
+        };
+        let owner = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        let stale = match owner {
+            Some(pid) => !Path::new(&format!("/proc/{pid}")).exists(),
+            None => entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > day),
+        };
+        if stale && entry.file_type().is_ok_and(|t| t.is_file()) {
+            removed += usize::from(std::fs::remove_file(entry.path()).is_ok());
+        }
+    }
+    removed
+}
+
 /// Creates the spool file in `work_dir`.
 pub(crate) fn spool_file(work_dir: &Path) -> Result<NamedTempFile, Outcome> {
     let _ = std::fs::create_dir_all(work_dir);
     tempfile::Builder::new()
-        .prefix("syncd-feed-")
+        .prefix(&format!("{SPOOL_PREFIX}{}-", std::process::id()))
         .tempfile_in(work_dir)
         .map_err(|e| {
             Outcome::transient(format!(

@@ -136,3 +136,31 @@ async fn a_job_that_keeps_killing_its_worker_ends_in_an_issue_instead_of_looping
         "the job was given up, not started a third time"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spool_files_left_by_a_killed_process_are_removed_at_the_next_start() {
+    let env = TestEnv::sqlite().with_config("[feeds]\nwork_dir = \"spool\"");
+    let spool = env.dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    // A download a SIGKILLed daemon left behind: its pid runs no more (above Linux's
+    // largest pid). Beside it, one of a process that still runs (this test) and a file that
+    // is not syncd's.
+    let dead = spool.join("syncd-feed-4294967-a1b2c3");
+    let live = spool.join(format!("syncd-feed-{}-d4e5f6", std::process::id()));
+    let other = spool.join("notes.txt");
+    for f in [&dead, &live, &other] {
+        std::fs::write(f, vec![b'x'; 4096]).unwrap();
+    }
+    let _daemon = env.spawn();
+    eventually(
+        Duration::from_secs(20),
+        "the dead process's spool file to go",
+        || {
+            let gone = !dead.exists();
+            async move { gone.then_some(()) }
+        },
+    )
+    .await;
+    assert!(live.exists(), "a running process's download stays");
+    assert!(other.exists(), "only syncd's spool files are touched");
+}

@@ -171,6 +171,14 @@ fn the_unit_file_uses_notify_a_watchdog_and_stops_later_than_the_shutdown_grace(
     assert_eq!(setting("Type"), "notify");
     assert_eq!(setting("Restart"), "on-failure");
     assert_eq!(setting("StateDirectory"), "syncd");
+    // No input can take the host down with the daemon.
+    assert!(setting("MemoryMax").ends_with('G') || setting("MemoryMax").ends_with('M'));
+    assert!(setting("TasksMax").parse::<u32>().unwrap() >= 64);
+    // A broken tenant file takes out that tenant only: no check-config gate before start.
+    assert!(
+        !unit.contains("\nExecStartPre="),
+        "check-config gates deploys, not starts"
+    );
     assert!(
         unit.contains("\nDynamicUser=yes") || unit.contains("\nUser=syncd"),
         "not root"
