@@ -418,6 +418,9 @@ pub struct AdminConfig {
     /// A request taking longer is answered 503.
     #[serde(with = "duration")]
     pub request_timeout: Duration,
+    /// Most events one `POST /api/replay` sends again; a longer window is refused (replay
+    /// it in parts, or from the CLI, which has no cap).
+    pub replay_max_events: usize,
 }
 
 impl Default for AdminConfig {
@@ -431,6 +434,7 @@ impl Default for AdminConfig {
             rate_window: Duration::from_secs(600),
             max_body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(60),
+            replay_max_events: 10_000,
         }
     }
 }

@@ -17,6 +17,9 @@ use serde::Deserialize;
 
 /// The most deliveries one request lists.
 const MAX_LIMIT: i64 = 1000;
+/// The most deliveries one request lists with the receivers' response bodies (up to 16 KiB
+/// each).
+const MAX_BODIES_LIMIT: i64 = 100;
 
 impl From<Refused> for ApiError {
     fn from(e: Refused) -> Self {
@@ -59,10 +62,13 @@ pub(super) struct DeliveriesQuery {
     #[serde(default)]
     failed: bool,
     limit: Option<i64>,
+    #[serde(default)]
+    bodies: bool,
 }
 
-/// `GET /api/deliveries[?endpoint=T/E][&tenant=T][&failed=true][&limit=N]`: the array
-/// `syncd deliveries --json` prints.
+/// `GET /api/deliveries[?endpoint=T/E][&tenant=T][&failed=true][&limit=N][&bodies=true]`:
+/// the array `syncd deliveries --json` prints, but the receivers' response bodies left out
+/// (`null`) unless `bodies=true`, and then at most [`MAX_BODIES_LIMIT`] deliveries.
 pub(super) async fn deliveries(
     State(state): State<AdminState>,
     Extension(principal): Extension<Principal>,
@@ -86,9 +92,21 @@ pub(super) async fn deliveries(
         endpoint,
         tenant,
         failed: q.failed,
-        limit: q.limit.unwrap_or(100).clamp(1, MAX_LIMIT),
+        limit: q.limit.unwrap_or(100).clamp(
+            1,
+            if q.bodies {
+                MAX_BODIES_LIMIT
+            } else {
+                MAX_LIMIT
+            },
+        ),
     };
-    let list = ops::webhooks::list(&state.ctx.store, &filter).await?;
+    let mut list = ops::webhooks::list(&state.ctx.store, &filter).await?;
+    if !q.bodies {
+        for attempt in list.iter_mut().flat_map(|d| d.attempt_log.iter_mut()) {
+            attempt.response_body = None;
+        }
+    }
     Ok(Json(list).into_response())
 }
 
@@ -131,7 +149,9 @@ pub(super) async fn replay(
     let since = ops::since(&body.since, chrono::Utc::now())
         .map_err(|e| ApiError::bad_request(format!("since {e}")))?;
     let ctx = &state.ctx;
-    let r = ops::webhooks::replay_endpoint(&ctx.store, &ctx.catalog, tenant, name, since).await?;
+    let cap = Some(ctx.config.admin.replay_max_events);
+    let r =
+        ops::webhooks::replay_endpoint(&ctx.store, &ctx.catalog, tenant, name, since, cap).await?;
     Ok((StatusCode::ACCEPTED, Json(r)).into_response())
 }
 

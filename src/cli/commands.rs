@@ -462,7 +462,7 @@ pub(super) async fn replay(
     let (tenant, name) = endpoint(config, catalog, target)?;
     let since = ops::since(since, Utc::now()).map_err(|e| anyhow::anyhow!("--since {e}"))?;
     let store = Store::open(config).await?;
-    let r = ops::webhooks::replay_endpoint(&store, catalog, tenant, name, since).await?;
+    let r = ops::webhooks::replay_endpoint(&store, catalog, tenant, name, since, None).await?;
     println!(
         "{} event{} since {} queued again for {target}; the running daemon sends them",
         r.events,

@@ -84,13 +84,15 @@ pub async fn redeliver_delivery(
 }
 
 /// Sends every event of `tenant`'s since `since` to endpoint `name` again, as new manual
-/// deliveries (only the types it subscribes to). Refused while the endpoint is disabled.
+/// deliveries (only the types it subscribes to). Refused while the endpoint is disabled,
+/// and when the window holds more than `max_events` (if given).
 pub async fn replay_endpoint(
     store: &Store,
     catalog: &Catalog,
     tenant: &str,
     name: &str,
     since: DateTime<Utc>,
+    max_events: Option<usize>,
 ) -> Result<Replayed, Refused> {
     let target = format!("{tenant}/{name}");
     let Some(spec) = catalog.webhook(tenant, name) else {
@@ -107,6 +109,15 @@ pub async fn replay_endpoint(
         .into_iter()
         .filter(|(_, t)| spec.subscribes(t))
         .collect();
+    if let Some(max) = max_events
+        && events.len() > max
+    {
+        return Err(Refused::BadRequest(format!(
+            "the window since {} holds {} events for {target}, more than {max} a call ([admin] replay_max_events): replay a shorter window, or use `syncd replay`",
+            since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            events.len()
+        )));
+    }
     let ids = store.replay(tenant, name, &events).await?;
     Ok(Replayed {
         target,

@@ -492,10 +492,15 @@ struct WebhookWorld {
 }
 
 async fn start_webhooks() -> WebhookWorld {
+    start_webhooks_with("").await
+}
+
+/// The same world, with `admin` settings (keys of `[admin]`) added.
+async fn start_webhooks_with(admin_settings: &str) -> WebhookWorld {
     let hooks = Hooks::start().await;
     hooks.answer("/bravo", &[410]);
     let base = hooks.base.clone();
-    let (admin, fake) = start_with(WEBHOOKS, |tenant| {
+    let (admin, fake) = start_with(&format!("{admin_settings}{WEBHOOKS}"), |tenant| {
         format!(
             "[[webhook]]\nname = \"erp\"\nurl = \"{base}/{tenant}\"\nevents = [\"*\"]\nsecret_env = \"ACME_WEBHOOK_SECRET\"\n"
         )
@@ -607,19 +612,27 @@ async fn webhook_routes_need_a_valid_token_and_do_what_the_cli_does_for_the_oper
         ("?failed=true", &["--failed"][..]),
         ("?limit=1", &["--limit", "1"][..]),
     ] {
-        let resp = admin
-            .call(
-                "GET",
-                &format!("/api/deliveries{query}"),
-                Some(OPERATOR),
-                None,
-            )
-            .await;
+        // With the receivers' answers only when asked for.
+        let with_bodies = format!(
+            "/api/deliveries{query}{}bodies=true",
+            if query.is_empty() { "?" } else { "&" }
+        );
+        let resp = admin.call("GET", &with_bodies, Some(OPERATOR), None).await;
         assert_eq!(resp.status(), 200, "{query}");
         let api: Value = resp.json().await.unwrap();
         let mut cli_args = vec!["deliveries", "--json"];
         cli_args.extend_from_slice(args);
-        assert_eq!(api, admin.env.json(&cli_args), "{query}");
+        let mut cli = admin.env.json(&cli_args);
+        assert_eq!(api, cli, "{query}");
+        let lean: Value = admin
+            .get_json(&format!("/api/deliveries{query}"), Some(OPERATOR))
+            .await;
+        for d in cli.as_array_mut().unwrap() {
+            for a in d["attempt_log"].as_array_mut().unwrap() {
+                a["response_body"] = Value::Null;
+            }
+        }
+        assert_eq!(lean, cli, "{query}: the same, bodies left out");
     }
     let all: Value = admin.get_json("/api/deliveries", Some(OPERATOR)).await;
     assert_eq!(all.as_array().unwrap().len(), 2, "{all}");
@@ -950,4 +963,55 @@ fn browser() -> Option<String> {
                 .is_ok_and(|o| o.status.success())
         })
         .map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_leaves_receivers_answers_out_unless_asked_and_caps_a_replay() {
+    let w = start_webhooks_with("replay_max_events = 0\n").await;
+    let admin = &w.admin;
+    let lean: Value = admin
+        .get_json("/api/deliveries?endpoint=acme/erp", Some(OPERATOR))
+        .await;
+    let full: Value = admin
+        .get_json(
+            "/api/deliveries?endpoint=acme/erp&bodies=true",
+            Some(OPERATOR),
+        )
+        .await;
+    assert!(
+        full[0]["attempt_log"][0]["response_body"].is_string(),
+        "{full}"
+    );
+    assert!(
+        lean[0]["attempt_log"][0]["response_body"].is_null(),
+        "{lean}"
+    );
+    assert_eq!(lean[0]["id"], full[0]["id"]);
+
+    // The window holds acme's one event: more than this API's cap of zero a call.
+    let before = admin.env.json(&["deliveries", "--json"]);
+    let resp = admin
+        .call(
+            "POST",
+            "/api/replay",
+            Some(OPERATOR),
+            Some(json!({"target": "acme/erp", "since": "2h"})),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let v: Value = resp.json().await.unwrap();
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("replay_max_events"), "{message}");
+    assert_eq!(
+        admin.env.json(&["deliveries", "--json"]),
+        before,
+        "nothing queued"
+    );
+    // The operator's CLI has no cap.
+    let out = admin.env.run(&["replay", "acme/erp", "--since", "2h"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
