@@ -187,6 +187,15 @@ async fn bearer_auth(State(state): State<AdminState>, mut req: Request, next: Ne
         );
         return resp;
     };
+    if principal == Principal::Metrics
+        && !(req.method() == axum::http::Method::GET && req.uri().path() == "/metrics")
+    {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this token is good for GET /metrics only",
+        );
+    }
     rate_limited(&state, &principal, |p| {
         req.extensions_mut().insert(p);
         next.run(req)
@@ -264,7 +273,7 @@ async fn metrics(
     State(state): State<AdminState>,
     Extension(principal): Extension<Principal>,
 ) -> Response {
-    if !principal.is_operator() {
+    if !principal.is_operator() && principal != Principal::Metrics {
         return ApiError::not_found("no such route").into_response();
     }
     (
@@ -290,6 +299,8 @@ fn scope(principal: &Principal, asked: Option<String>) -> Result<Option<String>,
         (Principal::Tenant(_), Some(t)) => {
             Err(ApiError::not_found(format!("unknown tenant `{t}`")))
         }
+        // Stopped by `bearer_auth` before any route that reads tenants.
+        (Principal::Metrics, _) => Err(ApiError::not_found("no such route")),
     }
 }
 

@@ -60,7 +60,12 @@ fn csrf_of(session: &str) -> String {
 
 async fn session(state: &AdminState, headers: &HeaderMap) -> Option<(Principal, String)> {
     let token = session_token(headers)?;
-    let p = state.tokens.verify(&state.ctx.store, &token).await?;
+    // A metrics token is good for GET /metrics only: no page session.
+    let p = state
+        .tokens
+        .verify(&state.ctx.store, &token)
+        .await
+        .filter(|p| *p != Principal::Metrics)?;
     Some((p, token))
 }
 
@@ -99,7 +104,8 @@ pub(crate) async fn login(
     Form(form): Form<LoginForm>,
 ) -> Response {
     let token = form.token.trim();
-    if state.tokens.verify(&state.ctx.store, token).await.is_none() {
+    let accepted = state.tokens.verify(&state.ctx.store, token).await;
+    if accepted.is_none_or(|p| p == Principal::Metrics) {
         return login_page(
             StatusCode::UNAUTHORIZED,
             Some(
@@ -268,6 +274,8 @@ async fn dashboard(
     let tenant = match principal {
         Principal::Operator => None,
         Principal::Tenant(t) => Some(t.clone()),
+        // `session` refuses metrics tokens: they have no page.
+        Principal::Metrics => anyhow::bail!("a metrics token has no page"),
     };
     let issues = ctx
         .store
@@ -281,6 +289,7 @@ async fn dashboard(
     let scope = match principal {
         Principal::Operator => "all tenants".to_string(),
         Principal::Tenant(t) => format!("tenant {}", esc(t)),
+        Principal::Metrics => "metrics".to_string(),
     };
     let _ = write!(
         b,

@@ -17,6 +17,8 @@ pub enum Principal {
     Operator,
     /// One tenant only.
     Tenant(String),
+    /// `GET /metrics` only (a token created with `--scope metrics`).
+    Metrics,
 }
 
 impl Principal {
@@ -25,6 +27,7 @@ impl Principal {
         match self {
             Principal::Operator => true,
             Principal::Tenant(t) => t == tenant,
+            Principal::Metrics => false,
         }
     }
 
@@ -38,6 +41,7 @@ impl Principal {
         match self {
             Principal::Operator => "operator".into(),
             Principal::Tenant(t) => format!("tenant:{t}"),
+            Principal::Metrics => "metrics".into(),
         }
     }
 }
@@ -98,7 +102,7 @@ impl TokenCheck {
             return Some(Principal::Operator);
         }
         let id = token.strip_prefix("syncd_")?.split('_').next()?;
-        let (stored, tenant) = store.admin_token(id).await.ok()??;
+        let (stored, tenant, scope) = store.admin_token(id).await.ok()??;
         let ok = bool::from(stored.as_bytes().ct_eq(hex(&digest).as_bytes()));
         if !ok {
             return None;
@@ -106,9 +110,10 @@ impl TokenCheck {
         if let Err(e) = store.touch_admin_token(id).await {
             tracing::debug!(error = %e, "cannot record the token's use");
         }
-        Some(match tenant {
-            Some(t) => Principal::Tenant(t),
-            None => Principal::Operator,
+        Some(match (scope.as_deref(), tenant) {
+            (Some(_), _) => Principal::Metrics,
+            (None, Some(t)) => Principal::Tenant(t),
+            (None, None) => Principal::Operator,
         })
     }
 }

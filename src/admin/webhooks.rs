@@ -126,6 +126,7 @@ pub(super) async fn redeliver(
     let own = match &principal {
         Principal::Operator => None,
         Principal::Tenant(t) => Some(t.as_str()),
+        Principal::Metrics => return Err(ApiError::not_found("no such route")),
     };
     let r = ops::webhooks::redeliver_delivery(&state.ctx.store, &body.delivery, own).await?;
     Ok((StatusCode::ACCEPTED, Json(r)).into_response())

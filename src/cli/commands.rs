@@ -208,16 +208,22 @@ pub(super) async fn tokens(
 ) -> anyhow::Result<ExitCode> {
     let store = Store::open(config).await?;
     match cmd {
-        TokensCommand::Create { name, tenant } => {
+        TokensCommand::Create {
+            name,
+            tenant,
+            scope,
+        } => {
             if let Some(t) = &tenant
                 && !catalog.tenants.iter().any(|x| &x.name == t)
             {
                 bail!("unknown tenant `{t}` in {}", config.catalog_dir().display());
             }
-            let created = ops::tokens::create(&store, &name, tenant.as_deref()).await?;
-            let scope = tenant
-                .map(|t| format!("tenant {t}"))
-                .unwrap_or_else(|| "operator (all tenants)".into());
+            let created = ops::tokens::create(&store, &name, tenant.as_deref(), scope).await?;
+            let scope = match (tenant, scope) {
+                (Some(t), _) => format!("tenant {t}"),
+                (None, Some(_)) => "metrics (GET /metrics only)".into(),
+                (None, None) => "operator (all tenants)".into(),
+            };
             eprintln!(
                 "created token {} for {scope}; it is shown only now:",
                 created.id
@@ -240,7 +246,10 @@ pub(super) async fn tokens(
                         "{:<10} {:<24} {:<16} {:<21} {:<21} {}",
                         t.id,
                         t.name,
-                        t.tenant.as_deref().unwrap_or("operator"),
+                        t.scope
+                            .as_deref()
+                            .or(t.tenant.as_deref())
+                            .unwrap_or("operator"),
                         time(Some(t.created_at)),
                         time(t.last_used_at),
                         if t.revoked_at.is_some() {

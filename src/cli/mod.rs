@@ -132,8 +132,12 @@ enum TokensCommand {
         #[arg(long)]
         name: String,
         /// Limit the token to one tenant: it sees and acts on that tenant only.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "scope")]
         tenant: Option<String>,
+        /// Limit the token to one use: `metrics` is good for `GET /metrics` only (for
+        /// Prometheus), and for nothing it could act with.
+        #[arg(long, value_enum)]
+        scope: Option<crate::ops::tokens::Scope>,
     },
     /// List tokens (never the tokens themselves).
     List {

@@ -28,15 +28,46 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Creates a token named `name`, for every tenant or only `tenant`, and stores its digest.
-pub async fn create(store: &Store, name: &str, tenant: Option<&str>) -> anyhow::Result<Created> {
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scope {
+    /// `GET /metrics` only: what a Prometheus server needs, nothing it could act with.
+    Metrics,
+}
+
+impl Scope {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Metrics => "metrics",
+        }
+    }
+}
+
+/// Creates a token named `name`, for every tenant, only `tenant`, or only `scope`, and
+/// stores its digest.
+pub async fn create(
+    store: &Store,
+    name: &str,
+    tenant: Option<&str>,
+    scope: Option<Scope>,
+) -> anyhow::Result<Created> {
+    if tenant.is_some() && scope.is_some() {
+        bail!("a token is for one tenant (--tenant) or for metrics (--scope metrics), not both");
+    }
     let id = format!("{:08x}", rand::random::<u32>());
     let secret: String = (0..4)
         .map(|_| format!("{:016x}", rand::random::<u64>()))
         .collect();
     let token = format!("syncd_{id}_{secret}");
     store
-        .create_admin_token(&id, name, tenant, &hex(&sha256(&token)))
+        .create_admin_token(
+            &id,
+            name,
+            tenant,
+            scope.map(Scope::as_str),
+            &hex(&sha256(&token)),
+        )
         .await?;
     Ok(Created { id, token })
 }

@@ -14,6 +14,8 @@ pub struct TokenInfo {
     pub name: String,
     /// The tenant it is limited to; `null` for an operator token.
     pub tenant: Option<String>,
+    /// `metrics` for a token good for `GET /metrics` only; `null` for the full scope.
+    pub scope: Option<String>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it was last accepted.
@@ -29,15 +31,17 @@ impl Store {
         id: &str,
         name: &str,
         tenant: Option<&str>,
+        scope: Option<&str>,
         sha256_hex: &str,
     ) -> sqlx::Result<()> {
         db::query(
-            "INSERT INTO admin_tokens (id, name, tenant, token_sha256, created_at)
-             VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO admin_tokens (id, name, tenant, scope, token_sha256, created_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(id)
         .bind(name)
         .bind(tenant)
+        .bind(scope)
         .bind(sha256_hex)
         .bind(super::now())
         .execute(self.db())
@@ -45,10 +49,13 @@ impl Store {
         Ok(())
     }
 
-    /// The digest and tenant of an active token by id.
-    pub async fn admin_token(&self, id: &str) -> sqlx::Result<Option<(String, Option<String>)>> {
+    /// The digest, tenant and scope of an active token by id.
+    pub async fn admin_token(
+        &self,
+        id: &str,
+    ) -> sqlx::Result<Option<(String, Option<String>, Option<String>)>> {
         db::query_as(
-            "SELECT token_sha256, tenant FROM admin_tokens WHERE id = ? AND revoked_at IS NULL",
+            "SELECT token_sha256, tenant, scope FROM admin_tokens WHERE id = ? AND revoked_at IS NULL",
         )
         .bind(id)
         .fetch_optional(self.db())
@@ -73,7 +80,7 @@ impl Store {
     /// Every token, newest first.
     pub async fn list_admin_tokens(&self) -> sqlx::Result<Vec<TokenInfo>> {
         db::query_as(
-            "SELECT id, name, tenant, created_at, last_used_at, revoked_at FROM admin_tokens
+            "SELECT id, name, tenant, scope, created_at, last_used_at, revoked_at FROM admin_tokens
              ORDER BY created_at DESC",
         )
         .fetch_all(self.db())

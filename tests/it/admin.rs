@@ -1015,3 +1015,55 @@ async fn the_api_leaves_receivers_answers_out_unless_asked_and_caps_a_replay() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metrics_token_reads_the_metrics_and_nothing_else() {
+    let (admin, _fake) = start("").await;
+    let out = admin.env.run(&[
+        "tokens",
+        "create",
+        "--name",
+        "prometheus",
+        "--scope",
+        "metrics",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let metrics = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let listed = admin.env.json(&["tokens", "list", "--json"]);
+    assert_eq!(listed[0]["scope"], "metrics", "{listed}");
+    assert!(listed[0]["tenant"].is_null());
+
+    let resp = admin.call("GET", "/metrics", Some(&metrics), None).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.text().await.unwrap().contains("syncd_build_info"));
+    // Nothing it could read tenants' data or act with.
+    for (method, path, body) in [
+        ("GET", "/api/status", None),
+        ("GET", "/api/issues", None),
+        ("GET", "/api/deliveries", None),
+        (
+            "POST",
+            "/api/refetch",
+            Some(json!({"target": "acme/prices"})),
+        ),
+    ] {
+        let resp = admin.call(method, path, Some(&metrics), body).await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{method} {path}");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "forbidden");
+    }
+    // Nor the page.
+    let resp = admin
+        .http
+        .post(format!("{}/login", admin.base))
+        .form(&[("token", metrics.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // A tenant token cannot also be a metrics token.
+    let out = admin.env.run(&[
+        "tokens", "create", "--name", "x", "--tenant", "acme", "--scope", "metrics",
+    ]);
+    assert!(!out.status.success());
+}
