@@ -421,6 +421,16 @@ pub struct AdminConfig {
     /// Most events one `POST /api/replay` sends again; a longer window is refused (replay
     /// it in parts, or from the CLI, which has no cap).
     pub replay_max_events: usize,
+    /// How long a page session lasts after its login.
+    #[serde(with = "duration")]
+    pub session_ttl: Duration,
+    /// Mark the session cookie `Secure` (sent over HTTPS only). Set it when the page is
+    /// reached through an HTTPS proxy, which is how it should be reached from anywhere but
+    /// this host.
+    pub cookie_secure: bool,
+    /// Failed logins and refused bearer tokens one client address may make per
+    /// `rate_window`; beyond it every request from that address is answered 429.
+    pub auth_failures: u32,
 }
 
 impl Default for AdminConfig {
@@ -435,6 +445,9 @@ impl Default for AdminConfig {
             max_body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(60),
             replay_max_events: 10_000,
+            session_ttl: Duration::from_secs(12 * 3600),
+            cookie_secure: false,
+            auth_failures: 20,
         }
     }
 }
@@ -559,6 +572,14 @@ impl Config {
         }
         if self.admin.rate_limit == 0 || self.admin.rate_window.is_zero() {
             return Err("[admin] rate_limit and rate_window must be greater than 0".into());
+        }
+        if self.admin.auth_failures == 0 {
+            return Err("[admin] auth_failures must be at least 1".into());
+        }
+        if self.admin.session_ttl < Duration::from_secs(1)
+            || self.admin.session_ttl > Duration::from_secs(30 * 24 * 3600)
+        {
+            return Err("[admin] session_ttl must be between 1s and 30d".into());
         }
         let c = &self.crm;
         for (key, v) in [

@@ -14,6 +14,7 @@ mod webhooks;
 
 use crate::jobs::JobContext;
 use crate::store::issues::IssueFilter;
+use axum::extract::ConnectInfo;
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -23,6 +24,7 @@ use axum::{Extension, Json, Router};
 use ratelimit::ApiLimiter;
 use serde::Deserialize;
 use serde_json::json;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokens::{Principal, TokenCheck};
 use tokio_util::sync::CancellationToken;
@@ -37,6 +39,8 @@ pub struct AdminState {
     pub tokens: Arc<TokenCheck>,
     /// Per-principal request budget.
     pub limiter: ApiLimiter,
+    /// Failed logins and refused tokens per client address (`[admin] auth_failures`).
+    pub failures: ApiLimiter,
     /// The Prometheus recorder's handle, rendered at `/metrics`.
     pub metrics: crate::metrics::Handle,
 }
@@ -129,6 +133,7 @@ pub fn router(state: AdminState) -> Router {
         .merge(api)
         .merge(ui)
         .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(middleware::from_fn(secure_headers))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -152,6 +157,7 @@ pub async fn serve(state: AdminState, shutdown: CancellationToken) -> anyhow::Re
     }
     let app = router(state);
     tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await;
@@ -165,6 +171,10 @@ pub async fn serve(state: AdminState, shutdown: CancellationToken) -> anyhow::Re
 /// Authenticates the bearer token, applies the principal's rate limit and stamps the
 /// `X-RateLimit-*` headers on the answer.
 async fn bearer_auth(State(state): State<AdminState>, mut req: Request, next: Next) -> Response {
+    let client = client_address(&req);
+    if too_many_failures(&state, &client).await {
+        return too_many_failures_response();
+    }
     let token = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -176,6 +186,9 @@ async fn bearer_auth(State(state): State<AdminState>, mut req: Request, next: Ne
         None => None,
     };
     let Some(principal) = principal else {
+        if token.is_some() {
+            count_failure(&state, &client, req.uri().path()).await;
+        }
         let mut resp = error_response(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -201,6 +214,62 @@ async fn bearer_auth(State(state): State<AdminState>, mut req: Request, next: Ne
         next.run(req)
     })
     .await
+}
+
+/// The client's address, as the connection shows it.
+fn client_address(req: &Request) -> String {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Whether `client` has used up its failed attempts for now.
+pub(crate) async fn too_many_failures(state: &AdminState, client: &str) -> bool {
+    state.failures.is_full(client).await.unwrap_or(false)
+}
+
+/// Counts a failed login or a refused token of `client`, and logs it (never the token).
+pub(crate) async fn count_failure(state: &AdminState, client: &str, path: &str) {
+    warn!(client, path, "refused an admin token");
+    if let Err(e) = state.failures.check(client).await {
+        warn!(error = %format!("{e:#}"), "cannot count a failed login");
+    }
+}
+
+/// The answer to an address over its failed attempts.
+pub(crate) fn too_many_failures_response() -> Response {
+    let mut r = error_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_failures",
+        "too many refused tokens from this address; try again later",
+    );
+    let retry = HeaderValue::from(60u32);
+    r.headers_mut().insert(header::RETRY_AFTER, retry);
+    r
+}
+
+/// Headers on every answer: nothing is cached, nothing is framed, nothing sniffed.
+async fn secure_headers(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    resp
 }
 
 /// Runs `inner` if `principal`'s window has room, and adds the rate-limit headers either way.

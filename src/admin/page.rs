@@ -1,7 +1,11 @@
-//! The admin page: server-rendered HTML, no JavaScript. A login form takes a token and sets
-//! an HttpOnly, SameSite=Strict session cookie holding it; every form that changes something
-//! carries a CSRF token derived from the session (and SameSite=Strict keeps other sites'
-//! forms from sending the cookie at all).
+//! The admin page: server-rendered HTML, no JavaScript. A login form (itself CSRF-protected
+//! by a double-submitted random value) takes a token and opens a session: the cookie holds an
+//! opaque random id, HttpOnly, SameSite=Strict, `Secure` with `[admin] cookie_secure`, good
+//! for `[admin] session_ttl`; only its SHA-256 is stored, and logging out, or revoking the
+//! token that opened it, ends it. Every form that changes something carries a CSRF token
+//! derived from the session. Status messages after an action are kept with the session, never
+//! taken from the URL. Failed logins count against the client's address (`[admin]
+//! auth_failures`).
 //!
 //! HTML is written by hand with one escaping function: the page is two tables and a few
 //! forms, which does not justify a template engine.
@@ -11,16 +15,19 @@ use super::{AdminState, rate_limited, target};
 use crate::store::issues::IssueFilter;
 use crate::store::sync_state::SyncState;
 use axum::Form;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::fmt::Write;
+use std::net::SocketAddr;
 use subtle::ConstantTimeEq;
 
 const COOKIE: &str = "syncd_session";
+/// The login form's double-submitted CSRF value.
+const LOGIN_COOKIE: &str = "syncd_login";
 
 /// Escapes text for HTML content and attribute values.
 pub fn esc(s: &str) -> String {
@@ -38,14 +45,14 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-fn session_token(headers: &HeaderMap) -> Option<String> {
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_string())
 }
 
@@ -58,34 +65,35 @@ fn csrf_of(session: &str) -> String {
     d.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
-async fn session(state: &AdminState, headers: &HeaderMap) -> Option<(Principal, String)> {
-    let token = session_token(headers)?;
-    // A metrics token is good for GET /metrics only: no page session.
-    let p = state
-        .tokens
-        .verify(&state.ctx.store, &token)
-        .await
-        .filter(|p| *p != Principal::Metrics)?;
-    Some((p, token))
+/// The session of the request: who, its id, and a status message waiting for it.
+async fn session(
+    state: &AdminState,
+    headers: &HeaderMap,
+) -> Option<(Principal, String, Option<String>)> {
+    let id = cookie(headers, COOKIE)?;
+    let (p, flash) = state.tokens.session(&state.ctx.store, &id).await?;
+    Some((p, id, flash))
 }
 
-#[derive(Debug, Deserialize)]
-pub(crate) struct IndexQuery {
-    msg: Option<String>,
+fn session_key(id: &str) -> String {
+    crate::ops::tokens::hex(&crate::ops::tokens::sha256(id))
 }
 
 /// `GET /`: the dashboard, or the login form.
-pub(crate) async fn index(
-    State(state): State<AdminState>,
-    headers: HeaderMap,
-    Query(q): Query<IndexQuery>,
-) -> Response {
-    let Some((principal, token)) = session(&state, &headers).await else {
-        return login_page(StatusCode::OK, None);
+pub(crate) async fn index(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    let Some((principal, id, flash)) = session(&state, &headers).await else {
+        return login_page(&state, StatusCode::OK, None);
     };
+    if flash.is_some() {
+        let _ = state
+            .ctx
+            .store
+            .set_admin_flash(&session_key(&id), None)
+            .await;
+    }
     let st = state.clone();
     rate_limited(&state, &principal, |p| async move {
-        match dashboard(&st, &p, &csrf_of(&token), q.msg.as_deref()).await {
+        match dashboard(&st, &p, &csrf_of(&id), flash.as_deref()).await {
             Ok(html) => Html(html).into_response(),
             Err(e) => super::ApiError::internal(e).into_response(),
         }
@@ -96,29 +104,65 @@ pub(crate) async fn index(
 #[derive(Debug, Deserialize)]
 pub(crate) struct LoginForm {
     token: String,
+    #[serde(default)]
+    csrf: String,
 }
 
-/// `POST /login`: checks the token and sets the session cookie.
+/// `POST /login`: checks the form's CSRF value and the token, then opens a session.
 pub(crate) async fn login(
     State(state): State<AdminState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    let token = form.token.trim();
-    let accepted = state.tokens.verify(&state.ctx.store, token).await;
-    if accepted.is_none_or(|p| p == Principal::Metrics) {
+    let client = client.ip().to_string();
+    if super::too_many_failures(&state, &client).await {
+        return super::too_many_failures_response();
+    }
+    let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !bool::from(expected.as_bytes().ct_eq(form.csrf.as_bytes())) {
         return login_page(
-            StatusCode::UNAUTHORIZED,
-            Some(
-                "That token was not accepted. Check it, or create one with `syncd tokens create`.",
-            ),
+            &state,
+            StatusCode::FORBIDDEN,
+            Some("The login form was stale or came from another site. Please log in again."),
         );
     }
-    let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
+    let admin = &state.ctx.config.admin;
+    let opened = state
+        .tokens
+        .open_session(&state.ctx.store, form.token.trim(), admin.session_ttl)
+        .await;
+    let id = match opened {
+        Ok(Some((_, id))) => id,
+        Ok(None) => {
+            super::count_failure(&state, &client, "/login").await;
+            return login_page(
+                &state,
+                StatusCode::UNAUTHORIZED,
+                Some(
+                    "That token was not accepted. Check it, or ask an operator for one (`syncd tokens create`).",
+                ),
+            );
+        }
+        Err(e) => return super::ApiError::internal(e).into_response(),
+    };
+    let secure = if admin.cookie_secure { "; Secure" } else { "" };
+    let cookie = format!(
+        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
+        admin.session_ttl.as_secs()
+    );
     redirect_with_cookie("/", Some(cookie))
 }
 
-/// `POST /logout`: drops the session cookie.
-pub(crate) async fn logout() -> Response {
+/// `POST /logout`: ends the session and drops its cookie.
+pub(crate) async fn logout(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Some(id) = cookie(&headers, COOKIE) {
+        let _ = state
+            .ctx
+            .store
+            .delete_admin_session(&session_key(&id))
+            .await;
+    }
     redirect_with_cookie(
         "/",
         Some(format!(
@@ -137,9 +181,10 @@ fn redirect_with_cookie(to: &str, cookie: Option<String>) -> Response {
     resp
 }
 
-fn back_with(msg: &str) -> Response {
-    let q: String = url::form_urlencoded::byte_serialize(msg.as_bytes()).collect();
-    redirect_with_cookie(&format!("/?msg={q}"), None)
+/// What a page action ends with: a status message for the dashboard, or an answer.
+enum Done {
+    Flash(String),
+    Answer(Response),
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,16 +193,21 @@ pub(crate) struct ActionForm {
     csrf: String,
 }
 
-/// Checks the session and the form's CSRF token, then runs `action` within the rate limit.
+/// Checks the session and the form's CSRF token, then runs `action` within the rate limit;
+/// its status message is kept with the session for the dashboard the browser goes back to.
 async fn action<F, Fut>(state: AdminState, headers: HeaderMap, form: ActionForm, run: F) -> Response
 where
     F: FnOnce(AdminState, Principal, String) -> Fut,
-    Fut: std::future::Future<Output = Response>,
+    Fut: std::future::Future<Output = Done>,
 {
-    let Some((principal, token)) = session(&state, &headers).await else {
-        return login_page(StatusCode::UNAUTHORIZED, Some("Please log in again."));
+    let Some((principal, id, _)) = session(&state, &headers).await else {
+        return login_page(
+            &state,
+            StatusCode::UNAUTHORIZED,
+            Some("Please log in again."),
+        );
     };
-    let expected = csrf_of(&token);
+    let expected = csrf_of(&id);
     if !bool::from(expected.as_bytes().ct_eq(form.csrf.as_bytes())) {
         return (
             StatusCode::FORBIDDEN,
@@ -166,7 +216,23 @@ where
             .into_response();
     }
     let st = state.clone();
-    rate_limited(&state, &principal, move |p| run(st, p, form.target)).await
+    rate_limited(&state, &principal, move |p| async move {
+        match run(st.clone(), p, form.target).await {
+            Done::Answer(r) => r,
+            Done::Flash(msg) => {
+                if let Err(e) = st
+                    .ctx
+                    .store
+                    .set_admin_flash(&session_key(&id), Some(&msg))
+                    .await
+                {
+                    return super::ApiError::internal(e.into()).into_response();
+                }
+                redirect_with_cookie("/", None)
+            }
+        }
+    })
+    .await
 }
 
 /// `POST /ui/refetch`
@@ -178,7 +244,7 @@ pub(crate) async fn refetch(
     action(state, headers, form, |state, p, t| async move {
         let (tenant, name) = match target(&state, &p, &t) {
             Ok(x) => x,
-            Err(e) => return e.into_response(),
+            Err(e) => return Done::Answer(e.into_response()),
         };
         let ctx = &state.ctx;
         match crate::ops::refetch(
@@ -193,12 +259,12 @@ pub(crate) async fn refetch(
         .await
         {
             Ok(crate::ops::Refetch::Queued { job_id }) => {
-                back_with(&format!("Re-fetch of {t} queued (job {job_id})."))
+                Done::Flash(format!("Re-fetch of {t} queued (job {job_id})."))
             }
             Ok(crate::ops::Refetch::AlreadyQueued { .. }) => {
-                back_with(&format!("A re-fetch of {t} is already queued."))
+                Done::Flash(format!("A re-fetch of {t} is already queued."))
             }
-            Err(e) => super::ApiError::internal(e).into_response(),
+            Err(e) => Done::Answer(super::ApiError::internal(e).into_response()),
         }
     })
     .await
@@ -213,33 +279,50 @@ pub(crate) async fn test_connection(
     action(state, headers, form, |state, p, t| async move {
         let (tenant, name) = match target(&state, &p, &t) {
             Ok(x) => x,
-            Err(e) => return e.into_response(),
+            Err(e) => return Done::Answer(e.into_response()),
         };
         match super::connection_test_json(&state, tenant, name).await {
-            Ok(v) => back_with(&format!(
+            Ok(v) => Done::Flash(format!(
                 "Connection test of {t}: {}: {}",
                 v["verdict"].as_str().unwrap_or_default().replace('_', " "),
                 v["detail"].as_str().unwrap_or_default()
             )),
-            Err(e) => super::ApiError::internal(e).into_response(),
+            Err(e) => Done::Answer(super::ApiError::internal(e).into_response()),
         }
     })
     .await
 }
 
-fn login_page(status: StatusCode, error: Option<&str>) -> Response {
+/// The login form, with a fresh double-submitted CSRF value (cookie and hidden field).
+fn login_page(state: &AdminState, status: StatusCode, error: Option<&str>) -> Response {
+    let csrf: String = (0..2)
+        .map(|_| format!("{:016x}", rand::random::<u64>()))
+        .collect();
     let mut body = String::new();
     if let Some(e) = error {
         let _ = write!(body, "<p class=\"flash bad\">{}</p>", esc(e));
     }
-    body.push_str(
+    let _ = write!(
+        body,
         "<form method=\"post\" action=\"/login\" class=\"login\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <label for=\"token\">Admin token</label>\
          <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"current-password\" required>\
          <button type=\"submit\">Log in</button></form>\
-         <p class=\"muted\">An operator creates tokens with <code>syncd tokens create</code>.</p>",
+         <p class=\"muted\">An operator creates tokens with <code>syncd tokens create</code>.</p>"
     );
-    (status, Html(page("Log in", &body))).into_response()
+    let secure = if state.ctx.config.admin.cookie_secure {
+        "; Secure"
+    } else {
+        ""
+    };
+    let mut resp = (status, Html(page("Log in", &body))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{LOGIN_COOKIE}={csrf}; HttpOnly; SameSite=Strict; Path=/login; Max-Age=3600{secure}"
+    )) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
 }
 
 fn ago(t: DateTime<Utc>) -> String {

@@ -56,6 +56,13 @@ if oldest[2] then reset = tonumber(oldest[2]) + window - now end
 return {allowed, limit - count, reset}
 ";
 
+const COUNT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]))
+return redis.call('ZCARD', KEYS[1])
+";
+
 impl ApiLimiter {
     /// In memory.
     pub fn local(limit: u32, window: Duration) -> ApiLimiter {
@@ -82,6 +89,35 @@ impl ApiLimiter {
                 prefix: format!("{prefix}:api"),
             }),
         })
+    }
+
+    /// Whether `key`'s window is full, without counting anything.
+    pub async fn is_full(&self, key: &str) -> anyhow::Result<bool> {
+        match &*self.backend {
+            Backend::Local(map) => {
+                let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(log) = map.get_mut(key) else {
+                    return Ok(false);
+                };
+                let now = Instant::now();
+                while log
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= self.window)
+                {
+                    log.pop_front();
+                }
+                Ok(log.len() >= self.limit as usize)
+            }
+            Backend::Redis { conn, prefix } => {
+                let mut conn = conn.clone();
+                let count: i64 = redis::Script::new(COUNT)
+                    .key(format!("{prefix}:{key}"))
+                    .arg(self.window.as_millis() as i64)
+                    .invoke_async(&mut conn)
+                    .await?;
+                Ok(count >= i64::from(self.limit))
+            }
+        }
     }
 
     /// Counts one request of `key` if the window has room.

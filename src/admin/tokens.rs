@@ -101,7 +101,7 @@ impl TokenCheck {
         {
             return Some(Principal::Operator);
         }
-        let id = token.strip_prefix("syncd_")?.split('_').next()?;
+        let id = stored_id(token)?;
         let (stored, tenant, scope) = store.admin_token(id).await.ok()??;
         let ok = bool::from(stored.as_bytes().ct_eq(hex(&digest).as_bytes()));
         if !ok {
@@ -116,6 +116,65 @@ impl TokenCheck {
             (None, None) => Principal::Operator,
         })
     }
+}
+
+impl TokenCheck {
+    /// Opens a page session for `token`: `(principal, session id)`, the id random and opaque
+    /// (only its SHA-256 is stored), good until `ttl` has passed. `None` when the token is
+    /// not valid, or is a metrics token (which has no page).
+    pub async fn open_session(
+        &self,
+        store: &Store,
+        token: &str,
+        ttl: std::time::Duration,
+    ) -> anyhow::Result<Option<(Principal, String)>> {
+        let Some(principal) = self.verify(store, token).await else {
+            return Ok(None);
+        };
+        if principal == Principal::Metrics {
+            return Ok(None);
+        }
+        let id: String = (0..4)
+            .map(|_| format!("{:016x}", rand::random::<u64>()))
+            .collect();
+        let token_id = match &self.operator_sha256 {
+            Some(op) if bool::from(op.ct_eq(&sha256(token))) => None,
+            _ => stored_id(token),
+        };
+        let expires = crate::outcome::retry::after(crate::store::now(), ttl);
+        store
+            .create_admin_session(&hex(&sha256(&id)), token_id, &hex(&sha256(token)), expires)
+            .await?;
+        Ok(Some((principal, id)))
+    }
+
+    /// Who the page session `id` is: `None` when it is unknown, expired, or the token that
+    /// opened it has since been revoked (or, for the operator token, changed).
+    pub async fn session(&self, store: &Store, id: &str) -> Option<(Principal, Option<String>)> {
+        let row = store.admin_session(&hex(&sha256(id))).await.ok()??;
+        let principal = match &row.token_id {
+            None => {
+                let op = self.operator_sha256.as_ref()?;
+                bool::from(hex(op).as_bytes().ct_eq(row.token_sha256.as_bytes()))
+                    .then_some(Principal::Operator)?
+            }
+            Some(token_id) => {
+                let (stored, tenant, scope) = store.admin_token(token_id).await.ok()??;
+                if scope.is_some()
+                    || !bool::from(stored.as_bytes().ct_eq(row.token_sha256.as_bytes()))
+                {
+                    return None;
+                }
+                tenant.map_or(Principal::Operator, Principal::Tenant)
+            }
+        };
+        Some((principal, row.flash))
+    }
+}
+
+/// The id of a stored token (`syncd_<id>_<secret>`).
+fn stored_id(token: &str) -> Option<&str> {
+    token.strip_prefix("syncd_")?.split('_').next()
 }
 
 #[cfg(test)]

@@ -43,6 +43,21 @@ pub async fn run(config: Config, catalog: Catalog, broken: Vec<Broken>) -> anyho
         "syncd started"
     );
     if config.admin.enabled {
+        let admin = &config.admin;
+        let failures = match config.queue.backend {
+            QueueBackend::Redis => {
+                crate::admin::ratelimit::ApiLimiter::redis(
+                    &config.queue.redis_url,
+                    &format!("{}:authfail", config.queue.namespace),
+                    admin.auth_failures,
+                    admin.rate_window,
+                )
+                .await?
+            }
+            QueueBackend::Sqlite => {
+                crate::admin::ratelimit::ApiLimiter::local(admin.auth_failures, admin.rate_window)
+            }
+        };
         let limiter = match config.queue.backend {
             QueueBackend::Redis => {
                 crate::admin::ratelimit::ApiLimiter::redis(
@@ -59,6 +74,7 @@ pub async fn run(config: Config, catalog: Catalog, broken: Vec<Broken>) -> anyho
             ),
         };
         let state = crate::admin::AdminState {
+            failures,
             ctx: ctx.clone(),
             tokens: Arc::new(crate::admin::tokens::TokenCheck::from_config(&config)?),
             limiter,

@@ -71,6 +71,49 @@ async fn start_with(extra_config: &str, more: impl Fn(&str) -> String) -> (Admin
 }
 
 impl Admin {
+    /// A client that does not follow redirects, as a page test needs to see them.
+    fn page_client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    /// The login form as a browser gets it: its CSRF cookie (`name=value`) and hidden field.
+    async fn login_form(&self) -> (String, String) {
+        let resp = Self::page_client()
+            .get(format!("{}/", self.base))
+            .send()
+            .await
+            .unwrap();
+        let cookie = resp
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("syncd_login="))
+            .and_then(|v| v.split(';').next())
+            .expect("the login page sets its CSRF cookie")
+            .to_string();
+        let html = resp.text().await.unwrap();
+        let field = "name=\"csrf\" value=\"";
+        let at = html.find(field).expect("a csrf field") + field.len();
+        let csrf = html[at..].split('"').next().unwrap().to_string();
+        (cookie, csrf)
+    }
+
+    /// Logs in with `token` as the page's form does; the answer, not followed.
+    async fn login(&self, token: &str) -> reqwest::Response {
+        let (cookie, csrf) = self.login_form().await;
+        Self::page_client()
+            .post(format!("{}/login", self.base))
+            .header("cookie", cookie)
+            .form(&[("token", token), ("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap()
+    }
+
     fn token(&self, tenant: Option<&str>) -> String {
         let mut args = vec!["tokens", "create", "--name", "test"];
         if let Some(t) = tenant {
@@ -1053,17 +1096,142 @@ async fn a_metrics_token_reads_the_metrics_and_nothing_else() {
         assert_eq!(v["error"]["code"], "forbidden");
     }
     // Nor the page.
-    let resp = admin
-        .http
-        .post(format!("{}/login", admin.base))
-        .form(&[("token", metrics.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let resp = admin.login(&metrics).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     // A tenant token cannot also be a metrics token.
     let out = admin.env.run(&[
         "tokens", "create", "--name", "x", "--tenant", "acme", "--scope", "metrics",
     ]);
     assert!(!out.status.success());
+}
+
+/// The session cookie a login answer sets (`syncd_session=…`), and its attributes.
+fn session_cookie(resp: &reqwest::Response) -> (String, String) {
+    let set = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("syncd_session="))
+        .unwrap_or_else(|| panic!("no session cookie: {resp:?}"))
+        .to_string();
+    let pair = set.split(';').next().unwrap().to_string();
+    (pair, set)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_session_is_an_opaque_id_that_logout_revocation_and_time_end() {
+    let (admin, _fake) = start("session_ttl = \"3s\"\n").await;
+    let page = |cookie: String| {
+        let base = admin.base.clone();
+        async move {
+            Admin::page_client()
+                .get(format!("{base}/"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let is_dashboard = |html: &str| html.contains("Log out");
+
+    // A login form without its CSRF value (another site's form) is refused.
+    let resp = Admin::page_client()
+        .post(format!("{}/login", admin.base))
+        .form(&[("token", OPERATOR)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+
+    let resp = admin.login(OPERATOR).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let (cookie, attributes) = session_cookie(&resp);
+    assert!(!cookie.contains(OPERATOR), "the cookie is not the token");
+    for attr in ["HttpOnly", "SameSite=Strict", "Max-Age=3"] {
+        assert!(attributes.contains(attr), "{attributes}");
+    }
+    assert!(
+        !attributes.contains("Secure"),
+        "only with [admin] cookie_secure"
+    );
+    let resp = page(cookie.clone()).await;
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    assert_eq!(resp.headers()["x-frame-options"], "DENY");
+    assert!(
+        resp.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    assert!(is_dashboard(&resp.text().await.unwrap()));
+
+    // Status text comes from the server only, never from the URL.
+    let resp = Admin::page_client()
+        .get(format!("{}/?msg=%3Cb%3Eforged%3C/b%3E", admin.base))
+        .header("cookie", cookie.clone())
+        .send()
+        .await
+        .unwrap();
+    assert!(!resp.text().await.unwrap().contains("forged"));
+
+    // Logging out ends the session, not just the cookie.
+    let resp = Admin::page_client()
+        .post(format!("{}/logout", admin.base))
+        .header("cookie", cookie.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert!(!is_dashboard(&page(cookie).await.text().await.unwrap()));
+
+    // Revoking the token that opened a session ends it.
+    let tenant = admin.token(Some("acme"));
+    let (cookie, _) = session_cookie(&admin.login(&tenant).await);
+    assert!(is_dashboard(
+        &page(cookie.clone()).await.text().await.unwrap()
+    ));
+    let id = tenant.split('_').nth(1).unwrap();
+    assert!(admin.env.run(&["tokens", "revoke", id]).status.success());
+    assert!(!is_dashboard(&page(cookie).await.text().await.unwrap()));
+
+    // And time does: session_ttl is 3 s here.
+    let (cookie, _) = session_cookie(&admin.login(OPERATOR).await);
+    assert!(is_dashboard(
+        &page(cookie.clone()).await.text().await.unwrap()
+    ));
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert!(!is_dashboard(&page(cookie).await.text().await.unwrap()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_and_bad_tokens_from_one_address_are_limited_and_logged_without_them() {
+    let (admin, _fake) = start("auth_failures = 3\ncookie_secure = true\n").await;
+    let (_, attributes) = session_cookie(&admin.login(OPERATOR).await);
+    assert!(
+        attributes.contains("; Secure"),
+        "[admin] cookie_secure: {attributes}"
+    );
+    let guesses = ["guess-one-guess-one", "guess-two-guess-two"];
+    for g in guesses {
+        assert_eq!(admin.login(g).await.status(), StatusCode::UNAUTHORIZED);
+    }
+    let resp = admin
+        .call("GET", "/api/status", Some("guess-three-guess"), None)
+        .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // Three refused: this address is now turned away, whatever it sends.
+    assert_eq!(
+        admin.login(OPERATOR).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let resp = admin.call("GET", "/api/status", Some(OPERATOR), None).await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "too_many_failures");
+    let log = admin._daemon.log();
+    assert!(log.contains("refused an admin token"), "{log}");
+    for g in guesses {
+        assert!(!log.contains(g), "a guess is never logged");
+    }
 }
