@@ -325,15 +325,8 @@ async fn a_broken_tenant_file_takes_out_that_tenant_only() {
     let status =
         wait_for_outcome(&env, "prices", Duration::from_secs(30), |o| o == "success").await;
     assert_eq!(status["items"], 3, "acme runs on schedule");
-    let issue = eventually(Duration::from_secs(10), "mallory's catalog issue", || {
-        let found = env
-            .issues(false)
-            .into_iter()
-            .find(|i| i["tenant"] == "mallory" && i["integration"] == "catalog");
-        async move { found }
-    })
-    .await;
-    assert_eq!(issue["kind"], "misconfigured");
+    let issue = wait_for_issue(&env, "catalog", "misconfigured", Duration::from_secs(10)).await;
+    assert_eq!(issue["tenant"], "mallory");
     let message = issue["message"].as_str().unwrap();
     assert!(
         message.contains("mallory.toml") && message.contains("shedule"),
@@ -448,15 +441,8 @@ async fn a_symlink_planted_in_a_tenants_directory_cannot_read_another_tenants_fi
     assert!(said.contains("outside the tenant's directory"), "{said}");
 
     let _daemon = env.spawn();
-    let issue = eventually(Duration::from_secs(30), "mallory's issue", || {
-        let found = env
-            .issues(false)
-            .into_iter()
-            .find(|i| i["tenant"] == "mallory" && i["integration"] == "steal");
-        async move { found }
-    })
-    .await;
-    assert_eq!(issue["kind"], "misconfigured");
+    let issue = wait_for_issue(&env, "steal", "misconfigured", Duration::from_secs(30)).await;
+    assert_eq!(issue["tenant"], "mallory");
     let message = issue["message"].as_str().unwrap();
     assert!(
         message.contains("outside the tenant's directory"),

@@ -535,7 +535,6 @@ where
     }
 }
 
-/// Waits until `acme/{name}` has a `last_outcome` satisfying `pred`; returns its status row.
 pub async fn wait_for_outcome(
     env: &TestEnv,
     name: &str,
