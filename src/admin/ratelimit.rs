@@ -3,6 +3,7 @@
 //! script per request, on Redis' clock) when the queue is Redis, so every node counts the
 //! same window.
 
+use crate::config::{Config, QueueBackend};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -64,6 +65,24 @@ return redis.call('ZCARD', KEYS[1])
 ";
 
 impl ApiLimiter {
+    /// `limit` requests per `[admin] rate_window`: in Redis (under the queue's namespace and
+    /// `name`, shared by every node) with the Redis queue, in memory otherwise.
+    pub async fn for_config(config: &Config, name: &str, limit: u32) -> anyhow::Result<ApiLimiter> {
+        let window = config.admin.rate_window;
+        match config.queue.backend {
+            QueueBackend::Redis => {
+                let ns = &config.queue.namespace;
+                let prefix = if name.is_empty() {
+                    ns.clone()
+                } else {
+                    format!("{ns}:{name}")
+                };
+                ApiLimiter::redis(&config.queue.redis_url, &prefix, limit, window).await
+            }
+            QueueBackend::Sqlite => Ok(ApiLimiter::local(limit, window)),
+        }
+    }
+
     /// In memory.
     pub fn local(limit: u32, window: Duration) -> ApiLimiter {
         ApiLimiter {

@@ -9,8 +9,9 @@ pub mod dispatcher;
 pub mod sampler;
 pub mod scheduler;
 
+use crate::admin::ratelimit::ApiLimiter;
 use crate::catalog::{Broken, Catalog};
-use crate::config::{Config, QueueBackend};
+use crate::config::Config;
 use crate::jobs::{ALL_KINDS, JobContext};
 use crate::outcome::IssueKind;
 use crate::store::Store;
@@ -44,35 +45,9 @@ pub async fn run(config: Config, catalog: Catalog, broken: Vec<Broken>) -> anyho
     );
     if config.admin.enabled {
         let admin = &config.admin;
-        let failures = match config.queue.backend {
-            QueueBackend::Redis => {
-                crate::admin::ratelimit::ApiLimiter::redis(
-                    &config.queue.redis_url,
-                    &format!("{}:authfail", config.queue.namespace),
-                    admin.auth_failures,
-                    admin.rate_window,
-                )
-                .await?
-            }
-            QueueBackend::Sqlite => {
-                crate::admin::ratelimit::ApiLimiter::local(admin.auth_failures, admin.rate_window)
-            }
-        };
-        let limiter = match config.queue.backend {
-            QueueBackend::Redis => {
-                crate::admin::ratelimit::ApiLimiter::redis(
-                    &config.queue.redis_url,
-                    &config.queue.namespace,
-                    config.admin.rate_limit,
-                    config.admin.rate_window,
-                )
-                .await?
-            }
-            QueueBackend::Sqlite => crate::admin::ratelimit::ApiLimiter::local(
-                config.admin.rate_limit,
-                config.admin.rate_window,
-            ),
-        };
+        // Both windows are shared by the nodes of one Redis, local to a node otherwise.
+        let failures = ApiLimiter::for_config(&config, "authfail", admin.auth_failures).await?;
+        let limiter = ApiLimiter::for_config(&config, "", admin.rate_limit).await?;
         let state = crate::admin::AdminState {
             failures,
             ctx: ctx.clone(),
