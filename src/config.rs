@@ -301,6 +301,11 @@ pub struct FeedsConfig {
     pub max_download_bytes: u64,
     /// Largest unpacked size of a zip member or gzip stream, in bytes (zip bombs).
     pub max_decompressed_bytes: u64,
+    /// Longest line, or record (a quoted field may span lines), a feed may have, in bytes:
+    /// memory stays bounded whatever the file's shape. A longer one is `invalid_feed`.
+    pub max_line_bytes: u64,
+    /// Most rows a feed may have; more is `invalid_feed`.
+    pub max_rows: u64,
     /// Fraction of rows that may fail to parse before the whole file is rejected.
     pub max_error_rate: f64,
     /// Largest tolerated drop in a full file's row count against the last good import
@@ -317,6 +322,8 @@ impl Default for FeedsConfig {
             work_dir: None,
             max_download_bytes: 2 * 1024 * 1024 * 1024,
             max_decompressed_bytes: 8 * 1024 * 1024 * 1024,
+            max_line_bytes: 1024 * 1024,
+            max_rows: 100_000_000,
             max_error_rate: 0.01,
             max_shrink: 0.5,
             keep_changes: Duration::from_secs(30 * 24 * 3600),
@@ -557,6 +564,12 @@ impl Config {
         }
         if self.issues.transient_threshold == 0 {
             return Err("[issues] transient_threshold must be at least 1".into());
+        }
+        if self.feeds.max_line_bytes < 1024 {
+            return Err("[feeds] max_line_bytes must be at least 1024".into());
+        }
+        if self.feeds.max_rows == 0 {
+            return Err("[feeds] max_rows must be at least 1".into());
         }
         if !(0.0..=1.0).contains(&self.feeds.max_error_rate) {
             return Err("[feeds] max_error_rate must be between 0 and 1".into());

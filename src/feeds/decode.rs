@@ -7,8 +7,38 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
-/// Runs `f` with a reader of the feed's text. Errors name what could not be opened.
+/// How much text a feed may unpack to, and how long one line or record may be.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `[feeds] max_decompressed_bytes`, for archives.
+    pub decompressed: u64,
+    /// `[feeds] max_line_bytes`.
+    pub line: u64,
+}
+
+/// Runs `f` with a reader of the feed's text, each line or record at most `limits.line`
+/// bytes. Errors name what could not be opened.
 pub fn with_text<T>(
+    path: &Path,
+    spec: &FeedSpec,
+    limits: Limits,
+    f: impl FnOnce(&mut dyn Read) -> T,
+) -> Result<T, String> {
+    let quote =
+        (spec.format.layout == crate::catalog::Layout::Delimited).then_some(spec.format.quote);
+    with_archive(path, spec, limits.decompressed, |text| {
+        let mut capped = LineCapped {
+            inner: text,
+            quote,
+            quoted: false,
+            since: 0,
+            max: limits.line,
+        };
+        f(&mut capped)
+    })
+}
+
+fn with_archive<T>(
     path: &Path,
     spec: &FeedSpec,
     max_decompressed: u64,
@@ -112,6 +142,42 @@ fn decode<R: Read, T>(
             .bom_override(true)
             .build(limited);
         f(&mut r)
+    }
+}
+
+/// Fails the read once a line, or a record (a quoted field may span lines), runs past `max`
+/// bytes: the parser's buffers grow with the record, so this bounds them whatever the shape
+/// of the file (one 2 GiB line, a quote that never closes).
+struct LineCapped<'a> {
+    inner: &'a mut dyn Read,
+    /// The quote character of a delimited layout; `None` for fixed columns.
+    quote: Option<u8>,
+    quoted: bool,
+    since: u64,
+    max: u64,
+}
+
+impl Read for LineCapped<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &b in &buf[..n] {
+            if Some(b) == self.quote {
+                // A doubled quote inside a field toggles twice: no change, as it should.
+                self.quoted = !self.quoted;
+            }
+            if b == b'\n' && !self.quoted {
+                self.since = 0;
+            } else {
+                self.since += 1;
+                if self.since > self.max {
+                    return Err(std::io::Error::other(format!(
+                        "a line or record is longer than [feeds] max_line_bytes ({} bytes): not a price list, or raise the limit",
+                        self.max
+                    )));
+                }
+            }
+        }
+        Ok(n)
     }
 }
 

@@ -96,11 +96,24 @@ pub async fn run(ctx: &JobContext, job: &Job) -> RunResult {
     let (tx, mut rx) = tokio::sync::mpsc::channel(4);
     let spec_for_parser = spec.clone();
     let path = file.path().to_path_buf();
-    let max_decompressed = ctx.config.feeds.max_decompressed_bytes;
+    let feeds_config = &ctx.config.feeds;
+    let limits = feeds::decode::Limits {
+        decompressed: feeds_config.max_decompressed_bytes,
+        line: feeds_config.max_line_bytes,
+    };
+    let max_rows = feeds_config.max_rows;
+    let too_many = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let too_many_in_parser = too_many.clone();
     let parser = tokio::task::spawn_blocking(move || {
         let spec = spec_for_parser;
-        feeds::decode::with_text(&path, &spec, max_decompressed, |text| {
+        let mut seen = 0u64;
+        feeds::decode::with_text(&path, &spec, limits, |text| {
             parse::parse(text, &spec.format, &spec.columns, BATCH, |rows| {
+                seen += rows.len() as u64;
+                if seen > max_rows {
+                    too_many_in_parser.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return false;
+                }
                 tx.blocking_send(rows).is_ok()
             })
         })
@@ -116,6 +129,11 @@ pub async fn run(ctx: &JobContext, job: &Job) -> RunResult {
     let report = parser.await;
     if let Some(e) = db_error {
         return RunResult::infrastructure(anyhow::Error::from(e).context("writing prices failed"));
+    }
+    if too_many.load(std::sync::atomic::Ordering::Relaxed) {
+        return RunResult::outcome(Outcome::invalid(format!(
+            "{source} has more than {max_rows} rows ([feeds] max_rows): not this feed's list, or raise the limit; the previous prices were kept"
+        )));
     }
     let report = match report {
         Ok(Ok(Ok(report))) => report,

@@ -410,3 +410,42 @@ async fn a_download_over_the_size_limit_is_invalid_and_keeps_the_prices() {
     let big = |env: &TestEnv| put(env, "big.csv", &GOOD_CSV.repeat(10));
     guard(&env, "big", big, "invalid_feed", "max_download_bytes").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_or_record_longer_than_max_line_bytes_is_invalid_and_keeps_the_prices() {
+    // Memory stays bounded by the shape of the file, not only its size: one endless line,
+    // or a quote that never closes over many short lines, stops at the limit.
+    let env = TestEnv::sqlite().with_config("[feeds]\nmax_line_bytes = 4096");
+    file_feed(&env, "long", "l.csv.gz", COLUMNS);
+    put(&env, "l.csv.gz", &gzip_of(GOOD_CSV));
+    let one_line = |env: &TestEnv| {
+        let mut text = GOOD_CSV.to_vec();
+        text.extend(std::iter::repeat_n(b'9', 1 << 20));
+        put(env, "l.csv.gz", &gzip_of(&text));
+    };
+    guard(&env, "long", one_line, "invalid_feed", "max_line_bytes").await;
+
+    let env = TestEnv::sqlite().with_config("[feeds]\nmax_line_bytes = 4096");
+    file_feed(&env, "open", "o.csv", COLUMNS);
+    put(&env, "o.csv", GOOD_CSV);
+    let open_quote = |env: &TestEnv| {
+        let mut text = GOOD_CSV.to_vec();
+        text.extend_from_slice(b"G-5,\"5.00");
+        text.extend(std::iter::repeat_n(b"1,2,3\n".as_slice(), 10_000).flatten());
+        put(env, "o.csv", &text);
+    };
+    guard(&env, "open", open_quote, "invalid_feed", "max_line_bytes").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_rows_than_max_rows_is_invalid_and_keeps_the_prices() {
+    let env = TestEnv::sqlite().with_config("[feeds]\nmax_rows = 4");
+    file_feed(&env, "rows", "r.csv", COLUMNS);
+    put(&env, "r.csv", GOOD_CSV);
+    let more = |env: &TestEnv| {
+        let mut text = GOOD_CSV.to_vec();
+        text.extend_from_slice(b"G-5,5.00,5\n");
+        put(env, "r.csv", &text);
+    };
+    guard(&env, "rows", more, "invalid_feed", "max_rows").await;
+}
