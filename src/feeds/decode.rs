@@ -24,13 +24,13 @@ pub fn with_text<T>(
     limits: Limits,
     f: impl FnOnce(&mut dyn Read) -> T,
 ) -> Result<T, String> {
-    let quote =
-        (spec.format.layout == crate::catalog::Layout::Delimited).then_some(spec.format.quote);
+    let csv = (spec.format.layout == crate::catalog::Layout::Delimited)
+        .then_some((spec.format.quote, spec.format.delimiter));
     with_archive(path, spec, limits.decompressed, |text| {
         let mut capped = LineCapped {
             inner: text,
-            quote,
-            quoted: false,
+            csv,
+            state: Field::Start,
             since: 0,
             max: limits.line,
         };
@@ -150,31 +150,58 @@ fn decode<R: Read, T>(
 /// of the file (one 2 GiB line, a quote that never closes).
 struct LineCapped<'a> {
     inner: &'a mut dyn Read,
-    /// The quote character of a delimited layout; `None` for fixed columns.
-    quote: Option<u8>,
-    quoted: bool,
+    /// The quote and delimiter of a delimited layout; `None` for fixed columns.
+    csv: Option<(u8, u8)>,
+    state: Field,
     since: u64,
     max: u64,
+}
+
+/// Where a delimited record stands, as the CSV reader sees it: only a quote at the start of
+/// a field opens a quoted field, so an inch mark in `24" Monitor` does not.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Start,
+    Unquoted,
+    Quoted,
+    /// A quote inside a quoted field: the end of it, or the first of a doubled `""`.
+    QuoteInQuoted,
+}
+
+impl LineCapped<'_> {
+    /// Whether `b` ends a record.
+    fn ends_record(&mut self, b: u8) -> bool {
+        let Some((quote, delimiter)) = self.csv else {
+            return b == b'\n';
+        };
+        let (next, ends) = match (self.state, b) {
+            (Field::Quoted, q) if q == quote => (Field::QuoteInQuoted, false),
+            (Field::Quoted, _) => (Field::Quoted, false),
+            (Field::QuoteInQuoted, q) if q == quote => (Field::Quoted, false),
+            (Field::Start, q) if q == quote => (Field::Quoted, false),
+            (_, b'\n') => (Field::Start, true),
+            (_, d) if d == delimiter => (Field::Start, false),
+            _ => (Field::Unquoted, false),
+        };
+        self.state = next;
+        ends
+    }
 }
 
 impl Read for LineCapped<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         for &b in &buf[..n] {
-            if Some(b) == self.quote {
-                // A doubled quote inside a field toggles twice: no change, as it should.
-                self.quoted = !self.quoted;
-            }
-            if b == b'\n' && !self.quoted {
+            if self.ends_record(b) {
                 self.since = 0;
-            } else {
-                self.since += 1;
-                if self.since > self.max {
-                    return Err(std::io::Error::other(format!(
-                        "a line or record is longer than [feeds] max_line_bytes ({} bytes): not a price list, or raise the limit",
-                        self.max
-                    )));
-                }
+                continue;
+            }
+            self.since += 1;
+            if self.since > self.max {
+                return Err(std::io::Error::other(format!(
+                    "a line or record is longer than [feeds] max_line_bytes ({} bytes): not a price list, or raise the limit",
+                    self.max
+                )));
             }
         }
         Ok(n)
@@ -199,5 +226,47 @@ impl<R: Read> Read for Capped<R> {
         }
         self.left -= n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn capped(text: &[u8], quote: Option<u8>, max: u64) -> std::io::Result<Vec<u8>> {
+        let mut inner: &[u8] = text;
+        let mut r = LineCapped {
+            inner: &mut inner,
+            csv: quote.map(|q| (q, b',')),
+            state: Field::Start,
+            since: 0,
+            max,
+        };
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).map(|_| out)
+    }
+
+    #[test]
+    fn a_line_or_a_record_longer_than_the_limit_fails_the_read() {
+        assert!(capped(b"a,1\nb,2\n", Some(b'"'), 8).is_ok());
+        let long = [b"x".repeat(100), b"\n".to_vec()].concat();
+        let err = capped(&long, Some(b'"'), 64).unwrap_err().to_string();
+        assert!(err.contains("max_line_bytes"), "{err}");
+        // Short lines inside a quote that never closes are one record.
+        let open = [b"\"".to_vec(), b"ab\n".repeat(40)].concat();
+        assert!(capped(&open, Some(b'"'), 64).is_err());
+        assert!(
+            capped(&open, None, 64).is_ok(),
+            "fixed columns have no quotes"
+        );
+        // Doubled quotes inside a field do not leave it open.
+        assert!(capped(b"\"a \"\"b\"\" c\",1\nx,2\n", Some(b'"'), 16).is_ok());
+        // An inch mark inside an unquoted field opens nothing, however much follows.
+        let inches = [
+            b"M-1,Monitor 24\" wide,199.00\n".to_vec(),
+            b"a,b,1\n".repeat(40),
+        ]
+        .concat();
+        assert!(capped(&inches, Some(b'"'), 64).is_ok());
     }
 }
