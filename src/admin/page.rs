@@ -10,7 +10,7 @@
 //! HTML is written by hand with one escaping function: the page is two tables and a few
 //! forms, which does not justify a template engine.
 
-use super::tokens::Principal;
+use super::tokens::{Principal, session_key};
 use super::{AdminState, rate_limited, target};
 use crate::store::issues::IssueFilter;
 use crate::store::sync_state::SyncState;
@@ -73,10 +73,6 @@ async fn session(
     let id = cookie(headers, COOKIE)?;
     let (p, flash) = state.tokens.session(&state.ctx.store, &id).await?;
     Some((p, id, flash))
-}
-
-fn session_key(id: &str) -> String {
-    crate::ops::tokens::hex(&crate::ops::tokens::sha256(id))
 }
 
 /// `GET /`: the dashboard, or the login form.

@@ -143,7 +143,7 @@ impl TokenCheck {
         };
         let expires = crate::outcome::retry::after(crate::store::now(), ttl);
         store
-            .create_admin_session(&hex(&sha256(&id)), token_id, &hex(&sha256(token)), expires)
+            .create_admin_session(&session_key(&id), token_id, &hex(&sha256(token)), expires)
             .await?;
         Ok(Some((principal, id)))
     }
@@ -151,7 +151,7 @@ impl TokenCheck {
     /// Who the page session `id` is: `None` when it is unknown, expired, or the token that
     /// opened it has since been revoked (or, for the operator token, changed).
     pub async fn session(&self, store: &Store, id: &str) -> Option<(Principal, Option<String>)> {
-        let row = store.admin_session(&hex(&sha256(id))).await.ok()??;
+        let row = store.admin_session(&session_key(id)).await.ok()??;
         let principal = match &row.token_id {
             None => {
                 let op = self.operator_sha256.as_ref()?;
@@ -170,6 +170,11 @@ impl TokenCheck {
         };
         Some((principal, row.flash))
     }
+}
+
+/// The key a page session is stored under: the SHA-256 of its id, never the id itself.
+pub fn session_key(id: &str) -> String {
+    hex(&sha256(id))
 }
 
 /// The id of a stored token (`syncd_<id>_<secret>`).

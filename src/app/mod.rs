@@ -30,9 +30,10 @@ pub async fn run(config: Config, catalog: Catalog, broken: Vec<Broken>) -> anyho
     let store = Store::open(&config).await?;
     let ctx = Arc::new(JobContext::build(config.clone(), Arc::new(catalog), store.clone()).await?);
     report_catalog(&ctx.store, &ctx.catalog, &broken).await?;
-    let spools = crate::feeds::remove_stale_spools(&ctx.work_dir());
+    let work_dir = ctx.work_dir();
+    let spools = crate::feeds::remove_stale_spools(&work_dir);
     if spools > 0 {
-        info!(removed = spools, dir = %ctx.work_dir().display(), "spool files of killed processes removed");
+        info!(removed = spools, dir = %work_dir.display(), "spool files of killed processes removed");
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
